@@ -1,0 +1,113 @@
+//! Frames built by hand (and with etherparse's builder) through the whole decode path.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use etherparse::PacketBuilder;
+
+use super::*;
+
+const SIP: &[u8] =
+    b"REGISTER sip:example.com SIP/2.0\r\nCall-ID: reg-1@h\r\nCSeq: 7 REGISTER\r\n\r\n";
+
+fn eth_udp_v4(payload: &[u8]) -> Vec<u8> {
+    let b = PacketBuilder::ethernet2([1; 6], [2; 6])
+        .ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
+        .udp(5062, 5060);
+    let mut out = Vec::new();
+    b.write(&mut out, payload).unwrap();
+    out
+}
+
+#[test]
+fn ipv4_udp_sip() {
+    let f = eth_udp_v4(SIP);
+    let p = decode_frame(LinkType::Ethernet, &f).unwrap();
+    assert_eq!(p.src, IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)));
+    assert_eq!(p.dst, IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)));
+    assert_eq!((p.src_port, p.dst_port), (5062, 5060));
+    assert_eq!(p.payload, SIP);
+    assert_eq!(p.vlan, None);
+    let r = p.to_record(Timestamp(5), Source::Replay);
+    assert_eq!(r.call_id(), Some(&b"reg-1@h"[..]));
+    assert_eq!(r.method(), Some(&b"REGISTER"[..]));
+    assert_eq!(r.cseq(), Some((7, &b"REGISTER"[..])));
+}
+
+#[test]
+fn ethernet_padding_is_not_payload() {
+    let mut f = eth_udp_v4(b"SIP/2.0 200 OK\r\n\r\n");
+    f.extend_from_slice(&[0; 20]);
+    let p = decode_frame(LinkType::Ethernet, &f).unwrap();
+    assert_eq!(p.payload, b"SIP/2.0 200 OK\r\n\r\n");
+}
+
+/// IPv6 with hop-by-hop and destination-options extension headers before UDP.
+#[test]
+fn ipv6_extension_headers() {
+    let src = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1);
+    let dst = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 2);
+    let udp_len = (8 + SIP.len()) as u16;
+    let mut ip = vec![0x60, 0, 0, 0];
+    ip.extend_from_slice(&(udp_len + 16).to_be_bytes());
+    ip.extend_from_slice(&[0, 64]); // next header: hop-by-hop
+    ip.extend_from_slice(&src.octets());
+    ip.extend_from_slice(&dst.octets());
+    ip.extend_from_slice(&[60, 0, 1, 4, 0, 0, 0, 0]); // hop-by-hop → dest options, PadN
+    ip.extend_from_slice(&[17, 0, 1, 4, 0, 0, 0, 0]); // dest options → UDP
+    ip.extend_from_slice(&[0x13, 0xc4, 0x13, 0xc4]);
+    ip.extend_from_slice(&udp_len.to_be_bytes());
+    ip.extend_from_slice(&[0, 0]);
+    ip.extend_from_slice(SIP);
+    let p = decode_frame(LinkType::Ipv6, &ip).unwrap();
+    assert_eq!(p.src, IpAddr::V6(src));
+    assert_eq!(p.dst, IpAddr::V6(dst));
+    assert_eq!(p.payload, SIP);
+    assert_eq!(decode_frame(LinkType::Raw, &ip).unwrap().payload, SIP);
+}
+
+#[test]
+fn fragments_tcp_and_others_are_counted() {
+    let mut f = eth_udp_v4(SIP);
+    f[14 + 6] = 0x20; // more fragments
+    assert_eq!(
+        decode_frame(LinkType::Ethernet, &f),
+        Err(SkipReason::IpFragment)
+    );
+
+    let b = PacketBuilder::ethernet2([1; 6], [2; 6])
+        .ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
+        .tcp(5060, 5060, 1, 1000);
+    let mut t = Vec::new();
+    b.write(&mut t, SIP).unwrap();
+    assert_eq!(decode_frame(LinkType::Ethernet, &t), Err(SkipReason::Tcp));
+
+    assert_eq!(
+        decode_frame(LinkType::Ethernet, &eth_udp_v4(b"hello")),
+        Err(SkipReason::NonSipUdp)
+    );
+    let rtcp = [0x81, 200, 0, 6, 1, 2, 3, 4, 0, 0, 0, 0];
+    assert_eq!(
+        decode_frame(LinkType::Ethernet, &eth_udp_v4(&rtcp)),
+        Err(SkipReason::Rtcp)
+    );
+
+    let mut arp = vec![0u8; 12];
+    arp.extend_from_slice(&[0x08, 0x06, 0, 1]);
+    assert_eq!(
+        decode_frame(LinkType::Ethernet, &arp),
+        Err(SkipReason::NonIp)
+    );
+}
+
+#[test]
+fn every_truncation_is_a_skip() {
+    let f = eth_udp_v4(SIP);
+    for n in 0..f.len() {
+        let r = decode_frame(LinkType::Ethernet, &f[..n]);
+        assert!(
+            matches!(r, Err(SkipReason::Truncated | SkipReason::MalformedIp)),
+            "length {n}: {r:?}"
+        );
+    }
+    assert!(decode_frame(LinkType::Ethernet, &f).is_ok());
+}

@@ -1,0 +1,10 @@
+//! hepcap: capture SIP from the wire or from capture files and ship it as HEPv3.
+//!
+//! The data path: [`source`] reads frames, [`decode`] turns them into SIP messages (lazily
+//! scanned by [`sip`]), [`record::Record`] carries them, [`sink`] writes them as HEP
+//! ([`hep`]) or JSON lines.
+
+pub mod decode;
+pub mod hep;
+pub mod record;
+pub mod sip;
