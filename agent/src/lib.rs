@@ -7,4 +7,5 @@
 pub mod decode;
 pub mod hep;
 pub mod record;
+pub mod sink;
 pub mod sip;
