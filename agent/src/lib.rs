@@ -4,8 +4,12 @@
 //! scanned by [`sip`]), [`record::Record`] carries them, [`sink`] writes them as HEP
 //! ([`hep`]) or JSON lines.
 
+pub mod cli;
 pub mod decode;
 pub mod hep;
 pub mod record;
+pub mod replay;
 pub mod sink;
 pub mod sip;
+pub mod source;
+pub mod summary;

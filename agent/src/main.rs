@@ -1,1 +1,108 @@
-fn main() {}
+//! The `hepcap` command.
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use anyhow::Context;
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+use hepcap::cli::{Cli, Command, ReplayArgs, SinkArgs};
+use hepcap::hep::HepEncoder;
+use hepcap::replay::{self, ReplayOptions};
+use hepcap::sink::{HepTransport, JsonlSink, Sink, TcpHepSink, UdpHepSink};
+use hepcap::summary;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli);
+    let result = match cli.command {
+        Command::Replay(args) => run_replay(args, cli.quiet),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("hepcap: error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn init_logging(cli: &Cli) {
+    let default = match (cli.quiet, cli.verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn,hepcap=info",
+        (false, 1) => "debug",
+        (false, _) => "trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+}
+
+fn build_sinks(args: &SinkArgs) -> anyhow::Result<Vec<Box<dyn Sink>>> {
+    let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
+    for target in &args.hep {
+        let encoder = HepEncoder::new(args.identity());
+        let sink: Box<dyn Sink> = match target.transport {
+            HepTransport::Udp => Box::new(
+                UdpHepSink::new(target, encoder).with_context(|| format!("hep sink {target}"))?,
+            ),
+            HepTransport::Tcp => Box::new(
+                TcpHepSink::new(target, encoder).with_context(|| format!("hep sink {target}"))?,
+            ),
+        };
+        sinks.push(sink);
+    }
+    // JSON lines on standard output unless some other sink was asked for.
+    let jsonl = match (&args.jsonl, sinks.is_empty()) {
+        (Some(path), _) => Some(path.as_str()),
+        (None, true) => Some("-"),
+        (None, false) => None,
+    };
+    if let Some(path) = jsonl {
+        let sink =
+            JsonlSink::new(path, args.identity()).with_context(|| format!("jsonl sink {path}"))?;
+        sinks.push(Box::new(sink));
+    }
+    Ok(sinks)
+}
+
+fn stop_flag() -> anyhow::Result<Arc<AtomicBool>> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, Arc::clone(&stop)).context("install signal handler")?;
+    }
+    Ok(stop)
+}
+
+fn run_replay(args: ReplayArgs, quiet: bool) -> anyhow::Result<ExitCode> {
+    let mut sinks = build_sinks(&args.sinks)?;
+    let stop = stop_flag()?;
+    let opts = ReplayOptions {
+        files: args.files,
+        pace: args.pace || args.speed.is_some(),
+        speed: args.speed.unwrap_or(1.0),
+        restamp: args.restamp,
+        loops: args.loops,
+    };
+    let stats = replay::run(&opts, &mut sinks, &stop);
+    let sink_stats: Vec<_> = sinks
+        .iter()
+        .map(|s| (s.name().to_string(), s.stats()))
+        .collect();
+    drop(sinks);
+    if !quiet {
+        eprint!("{}", summary::replay_summary(&stats, &sink_stats));
+    }
+    Ok(if stats.file_errors.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}

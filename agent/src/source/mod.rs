@@ -1,0 +1,5 @@
+//! Where frames come from. Today: capture files for `hepcap replay`.
+
+pub mod pcap_file;
+
+pub use pcap_file::{CaptureFile, Frame, OpenError, ReadError};

@@ -1,0 +1,37 @@
+//! The exit summary printed on standard error: what was read, sent and skipped, and why.
+
+use std::fmt::Write as _;
+
+use crate::replay::ReplayStats;
+use crate::sink::SinkStats;
+
+/// Renders the replay summary as lines of text.
+pub fn replay_summary(stats: &ReplayStats, sinks: &[(String, SinkStats)]) -> String {
+    let mut out = String::new();
+    let failed = stats.file_errors.len();
+    let _ = writeln!(
+        out,
+        "hepcap replay: {} file(s) read, {} failed; {} packets; {} SIP messages ({} without Call-ID)",
+        stats.files_read, failed, stats.packets, stats.sip_messages, stats.sip_no_call_id
+    );
+    for err in &stats.file_errors {
+        let _ = writeln!(out, "  error: {err}");
+    }
+    for (name, s) in sinks {
+        let _ = writeln!(
+            out,
+            "  sink {name}: {} records, {} bytes",
+            s.records_sent, s.bytes_sent
+        );
+        for (reason, n) in &s.dropped {
+            let _ = writeln!(out, "    dropped {reason}: {n}");
+        }
+    }
+    if stats.sip_no_call_id > 0 {
+        let _ = writeln!(out, "  counted sip_no_call_id: {}", stats.sip_no_call_id);
+    }
+    for (reason, n) in stats.skipped.iter() {
+        let _ = writeln!(out, "  skipped {}: {n}", reason.as_str());
+    }
+    out
+}
