@@ -7,6 +7,7 @@
 pub mod cli;
 pub mod decode;
 pub mod hep;
+pub mod pipeline;
 pub mod record;
 pub mod replay;
 pub mod sink;

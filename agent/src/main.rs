@@ -11,6 +11,7 @@ use tracing_subscriber::EnvFilter;
 
 use hepcap::cli::{Cli, Command, ReplayArgs, SinkArgs};
 use hepcap::hep::HepEncoder;
+use hepcap::pipeline::{Pipeline, PipelineConfig, WhenFull};
 use hepcap::replay::{self, ReplayOptions};
 use hepcap::sink::{HepTransport, JsonlSink, Sink, TcpHepSink, UdpHepSink};
 use hepcap::summary;
@@ -82,8 +83,14 @@ fn stop_flag() -> anyhow::Result<Arc<AtomicBool>> {
 }
 
 fn run_replay(args: ReplayArgs, quiet: bool) -> anyhow::Result<ExitCode> {
-    let mut sinks = build_sinks(&args.sinks)?;
+    let sinks = build_sinks(&args.sinks)?;
     let stop = stop_flag()?;
+    // Replay can wait for its sinks: nothing is dropped for lack of room.
+    let config = PipelineConfig {
+        when_full: WhenFull::Block,
+        ..PipelineConfig::default()
+    };
+    let pipeline = Pipeline::start(&config, sinks).context("start pipeline")?;
     let opts = ReplayOptions {
         files: args.files,
         pace: args.pace || args.speed.is_some(),
@@ -91,14 +98,10 @@ fn run_replay(args: ReplayArgs, quiet: bool) -> anyhow::Result<ExitCode> {
         restamp: args.restamp,
         loops: args.loops,
     };
-    let stats = replay::run(&opts, &mut sinks, &stop);
-    let sink_stats: Vec<_> = sinks
-        .iter()
-        .map(|s| (s.name().to_string(), s.stats()))
-        .collect();
-    drop(sinks);
+    let stats = replay::run(&opts, &pipeline, &stop);
+    let pipeline_stats = pipeline.finish();
     if !quiet {
-        eprint!("{}", summary::replay_summary(&stats, &sink_stats));
+        eprint!("{}", summary::replay_summary(&stats, &pipeline_stats));
     }
     Ok(if stats.file_errors.is_empty() {
         ExitCode::SUCCESS

@@ -1,8 +1,8 @@
 //! `hepcap replay`: capture files through the live decode path into the sinks.
 //!
-//! The loop reads frames in file order, decodes them, and hands batches of records to every
-//! sink. Replay is the one source allowed to wait for its sinks: a slow sink slows the replay,
-//! nothing is dropped for lack of room. Timing is a choice: as fast as possible with the
+//! The loop reads frames in file order, decodes them, and pushes records into the pipeline.
+//! Replay is the one source allowed to wait for its sinks (the pipeline's `block` policy): a
+//! slow sink slows the replay, nothing is dropped for lack of room. Timing is a choice: as fast as possible with the
 //! capture's timestamps (default), the capture's gaps (`--pace`, scaled by `--speed`), and/or
 //! the current time instead of the capture's (`--restamp`).
 
@@ -11,12 +11,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::decode::{self, SkipCounts};
-use crate::record::{Record, Source, Timestamp};
-use crate::sink::Sink;
+use crate::pipeline::Pipeline;
+use crate::record::{Source, Timestamp};
 use crate::source::CaptureFile;
-
-/// Records handed to the sinks at once.
-pub const BATCH: usize = 64;
 
 /// How to replay.
 #[derive(Clone, Debug, PartialEq)]
@@ -58,10 +55,9 @@ pub struct ReplayStats {
     pub skipped: SkipCounts,
 }
 
-/// Replays `opts.files` into `sinks` until the files end or `stop` is set.
-pub fn run(opts: &ReplayOptions, sinks: &mut [Box<dyn Sink>], stop: &AtomicBool) -> ReplayStats {
+/// Replays `opts.files` into `pipeline` until the files end or `stop` is set.
+pub fn run(opts: &ReplayOptions, pipeline: &Pipeline, stop: &AtomicBool) -> ReplayStats {
     let mut stats = ReplayStats::default();
-    let mut batch: Vec<Record> = Vec::with_capacity(BATCH);
     let mut pass = 0u64;
 
     while opts.loops == 0 || pass < opts.loops {
@@ -84,17 +80,11 @@ pub fn run(opts: &ReplayOptions, sinks: &mut [Box<dyn Sink>], stop: &AtomicBool)
             };
             stats.files_read += 1;
             tracing::debug!(file = %path.display(), link = ?file.link_type(), "replaying");
-            replay_file(
-                &mut file, &mut clock, &mut batch, sinks, stop, &mut stats, pass,
-            );
+            replay_file(&mut file, &mut clock, pipeline, stop, &mut stats, pass);
         }
-        deliver(&mut batch, sinks);
         if stop.load(Ordering::Relaxed) || stats.files_read == 0 {
             break;
         }
-    }
-    for sink in sinks.iter_mut() {
-        sink.flush();
     }
     stats
 }
@@ -102,8 +92,7 @@ pub fn run(opts: &ReplayOptions, sinks: &mut [Box<dyn Sink>], stop: &AtomicBool)
 fn replay_file(
     file: &mut CaptureFile,
     clock: &mut PaceClock,
-    batch: &mut Vec<Record>,
-    sinks: &mut [Box<dyn Sink>],
+    pipeline: &Pipeline,
     stop: &AtomicBool,
     stats: &mut ReplayStats,
     pass: u64,
@@ -121,7 +110,7 @@ fn replay_file(
             }
         };
         stats.packets += 1;
-        if clock.wait(frame.ts, stop, batch, sinks) {
+        if clock.wait(frame.ts, stop) {
             return;
         }
         match decode::decode_frame(link, frame.data) {
@@ -135,27 +124,11 @@ fn replay_file(
                 } else {
                     frame.ts
                 };
-                batch.push(sip.to_record(ts, Source::Replay));
-                if batch.len() == BATCH {
-                    deliver(batch, sinks);
-                    if stop.load(Ordering::Relaxed) {
-                        return;
-                    }
-                }
+                pipeline.push(sip.to_record(ts, Source::Replay));
             }
             Err(reason) => stats.skipped.add(reason),
         }
     }
-}
-
-fn deliver(batch: &mut Vec<Record>, sinks: &mut [Box<dyn Sink>]) {
-    if batch.is_empty() {
-        return;
-    }
-    for sink in sinks.iter_mut() {
-        sink.send_batch(batch);
-    }
-    batch.clear();
 }
 
 /// Keeps the capture's gaps when pacing.
@@ -177,25 +150,16 @@ impl PaceClock {
         }
     }
 
-    /// Sleeps until `ts` is due, delivering what is batched first. True when stopped.
-    fn wait(
-        &mut self,
-        ts: Timestamp,
-        stop: &AtomicBool,
-        batch: &mut Vec<Record>,
-        sinks: &mut [Box<dyn Sink>],
-    ) -> bool {
+    /// Sleeps until `ts` is due. True when stopped.
+    fn wait(&mut self, ts: Timestamp, stop: &AtomicBool) -> bool {
         if !self.pace {
-            return false;
+            return stop.load(Ordering::Relaxed);
         }
         let (t0, w0) = *self.origin.get_or_insert((ts, Instant::now()));
         // Packets stamped before the first one (out of order captures) go out at once.
         let gap_us = ts.0.saturating_sub(t0.0) as f64 / self.speed;
         let due = w0 + Duration::from_micros(gap_us as u64);
         let mut now = Instant::now();
-        if due > now {
-            deliver(batch, sinks);
-        }
         while due > now {
             if stop.load(Ordering::Relaxed) {
                 return true;

@@ -2,11 +2,11 @@
 
 use std::fmt::Write as _;
 
+use crate::pipeline::PipelineStats;
 use crate::replay::ReplayStats;
-use crate::sink::SinkStats;
 
 /// Renders the replay summary as lines of text.
-pub fn replay_summary(stats: &ReplayStats, sinks: &[(String, SinkStats)]) -> String {
+pub fn replay_summary(stats: &ReplayStats, pipeline: &PipelineStats) -> String {
     let mut out = String::new();
     let failed = stats.file_errors.len();
     let _ = writeln!(
@@ -17,7 +17,10 @@ pub fn replay_summary(stats: &ReplayStats, sinks: &[(String, SinkStats)]) -> Str
     for err in &stats.file_errors {
         let _ = writeln!(out, "  error: {err}");
     }
-    for (name, s) in sinks {
+    for ((source, reason), n) in &pipeline.ring_drops {
+        let _ = writeln!(out, "  dropped {reason} ({source}): {n}");
+    }
+    for (name, s) in &pipeline.sinks {
         let _ = writeln!(
             out,
             "  sink {name}: {} records, {} bytes",
