@@ -1,68 +1,39 @@
-//! HEPv3 decoder: a validated view over one packet.
+//! HEPv3 decoder: a validated, borrowed view over one packet (hep.md §1.3).
 //!
 //! Validation follows what Homer requires (hep.md §1.4): the `HEP3` (or `EEP3`) magic, a total
 //! length equal to the bytes given, every chunk at least 6 bytes and inside the packet, and the
-//! fixed-size generic chunks of exactly their size. Chunks of other vendors and unknown generic
-//! types are kept, in order, as opaque bodies.
+//! fixed-size generic chunks of exactly their size (`chunk::fixed_body_len`). Only vendor 0
+//! chunks are interpreted; chunks of other vendors and unknown generic types are kept, with
+//! every other chunk, in wire order as opaque `(vendor, type, body)` views for relaying.
+//!
+//! Nothing is copied: every byte field borrows the packet. A compressed payload (chunk 0x0010)
+//! is exposed as is; [`Hep3::inflated_payload`] inflates it under a size limit.
 
+use std::borrow::Cow;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::chunk::{self, HEADER_LEN, PACKET_HEADER_LEN, fixed_body_len};
-
-/// Why a HEP3 packet was rejected. Offsets count from the start of the packet.
-#[derive(Debug, thiserror::Error, PartialEq, Eq, Clone)]
-pub enum DecodeError {
-    /// Fewer bytes than the 6-byte packet header.
-    #[error("packet of {len} bytes is shorter than the 6-byte hep3 header")]
-    Truncated { len: usize },
-    /// The first four bytes are not `HEP3` or `EEP3`.
-    #[error("bad magic {magic:02x?}")]
-    BadMagic { magic: [u8; 4] },
-    /// The header's total length differs from the bytes given.
-    #[error("header says {declared} bytes, packet has {actual}")]
-    Length { declared: usize, actual: usize },
-    /// A chunk header or body runs past the end of the packet, or is shorter than 6 bytes.
-    #[error("chunk at offset {offset} declares {declared} bytes, {available} available")]
-    ChunkLength {
-        offset: usize,
-        declared: usize,
-        available: usize,
-    },
-    /// A fixed-size generic chunk has the wrong body size.
-    #[error(
-        "chunk 0x{chunk_type:04x} at offset {offset} has {actual} body bytes, needs {expected}"
-    )]
-    ChunkSize {
-        offset: usize,
-        chunk_type: u16,
-        expected: usize,
-        actual: usize,
-    },
-}
-
-impl DecodeError {
-    /// Bounded label for counters.
-    pub fn reason(&self) -> &'static str {
-        match self {
-            DecodeError::Truncated { .. } | DecodeError::Length { .. } => "length",
-            DecodeError::BadMagic { .. } => "bad_magic",
-            DecodeError::ChunkLength { .. } => "chunk_length",
-            DecodeError::ChunkSize { .. } => "chunk_size",
-        }
-    }
-}
+use super::inflate::inflate;
+use super::{DecodeError, HepVersion};
 
 /// One chunk as it appeared on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Chunk<'a> {
+    /// Offset of the chunk header from the start of the packet.
+    pub offset: usize,
     pub vendor: u16,
     pub chunk_type: u16,
     pub body: &'a [u8],
 }
 
 /// A decoded HEP3 packet: the typed generic chunks plus every chunk in order.
+///
+/// When a generic chunk appears more than once, the typed field holds the last one; `chunks`
+/// holds them all.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Hep3<'a> {
+    /// The packet id as sent: `HEP3` or `EEP3`.
+    pub magic: [u8; 4],
     pub ip_family: Option<u8>,
     pub ip_proto: Option<u8>,
     pub src_ip: Option<IpAddr>,
@@ -73,26 +44,50 @@ pub struct Hep3<'a> {
     pub ts_usec: Option<u32>,
     pub proto_type: Option<u8>,
     pub capture_id: Option<u32>,
+    /// Keep-alive timer in seconds (0x000d); defined by the spec, unused by senders.
+    pub keep_alive: Option<u16>,
     pub auth_key: Option<&'a [u8]>,
     pub payload: Option<&'a [u8]>,
-    pub compressed_payload: Option<&'a [u8]>,
+    /// Chunk 0x0010 as sent (zlib, gzip or raw deflate); see [`Hep3::inflated_payload`].
+    pub compressed_payload: Option<Chunk<'a>>,
     pub correlation_id: Option<&'a [u8]>,
     pub vlan: Option<u16>,
     pub node_name: Option<&'a [u8]>,
+    /// Source MAC; the 48-bit address is in the low bits.
+    pub src_mac: Option<u64>,
+    pub dst_mac: Option<u64>,
+    pub eth_type: Option<u16>,
+    pub tcp_flags: Option<u8>,
+    pub ip_tos: Option<u8>,
+    /// MOS × 100.
+    pub mos: Option<u16>,
+    pub r_factor: Option<u16>,
+    pub geo_location: Option<&'a [u8]>,
+    pub jitter: Option<u32>,
+    pub transaction_type: Option<&'a [u8]>,
+    pub payload_json_keys: Option<&'a [u8]>,
+    pub tags_values: Option<&'a [u8]>,
+    pub tag_type: Option<u16>,
+    pub event_type: Option<u16>,
+    pub group_id: Option<&'a [u8]>,
     /// Every chunk, typed or not, in wire order.
     pub chunks: Vec<Chunk<'a>>,
 }
 
 /// Decodes one whole HEP3 packet.
 pub fn decode_v3(packet: &[u8]) -> Result<Hep3<'_>, DecodeError> {
-    if packet.len() < PACKET_HEADER_LEN {
-        return Err(DecodeError::Truncated { len: packet.len() });
-    }
-    let magic: [u8; 4] = [packet[0], packet[1], packet[2], packet[3]];
-    if &magic != chunk::MAGIC && &magic != b"EEP3" {
+    let Some((header, _)) = packet.split_first_chunk::<PACKET_HEADER_LEN>() else {
+        return Err(DecodeError::Truncated {
+            version: HepVersion::V3,
+            needed: PACKET_HEADER_LEN,
+            available: packet.len(),
+        });
+    };
+    let magic = [header[0], header[1], header[2], header[3]];
+    if !chunk::has_magic(&magic) {
         return Err(DecodeError::BadMagic { magic });
     }
-    let declared = usize::from(be16(&packet[4..6]));
+    let declared = usize::from(u16::from_be_bytes([header[4], header[5]]));
     if declared != packet.len() {
         return Err(DecodeError::Length {
             declared,
@@ -100,92 +95,146 @@ pub fn decode_v3(packet: &[u8]) -> Result<Hep3<'_>, DecodeError> {
         });
     }
 
-    let mut hep = Hep3::default();
+    let mut hep = Hep3 {
+        magic,
+        ..Hep3::default()
+    };
     let mut offset = PACKET_HEADER_LEN;
     while offset < packet.len() {
-        let available = packet.len() - offset;
-        if available < HEADER_LEN {
+        let rest = &packet[offset..];
+        let Some((h, _)) = rest.split_first_chunk::<HEADER_LEN>() else {
             return Err(DecodeError::ChunkLength {
                 offset,
                 declared: HEADER_LEN,
-                available,
+                available: rest.len(),
             });
-        }
-        let vendor = be16(&packet[offset..]);
-        let chunk_type = be16(&packet[offset + 2..]);
-        let len = usize::from(be16(&packet[offset + 4..]));
-        if len < HEADER_LEN || len > available {
+        };
+        let vendor = u16::from_be_bytes([h[0], h[1]]);
+        let chunk_type = u16::from_be_bytes([h[2], h[3]]);
+        let len = usize::from(u16::from_be_bytes([h[4], h[5]]));
+        let Some(body) = rest.get(HEADER_LEN..len).filter(|_| len >= HEADER_LEN) else {
             return Err(DecodeError::ChunkLength {
                 offset,
                 declared: len,
-                available,
+                available: rest.len(),
             });
-        }
-        let body = &packet[offset + HEADER_LEN..offset + len];
-        if vendor == 0 {
-            if let Some(expected) = fixed_body_len(chunk_type) {
-                if body.len() != expected {
-                    return Err(DecodeError::ChunkSize {
-                        offset,
-                        chunk_type,
-                        expected,
-                        actual: body.len(),
-                    });
-                }
-            }
-            hep.apply(chunk_type, body);
-        }
-        hep.chunks.push(Chunk {
+        };
+        let c = Chunk {
+            offset,
             vendor,
             chunk_type,
             body,
-        });
+        };
+        if vendor == 0 {
+            hep.apply(c)?;
+        }
+        hep.chunks.push(c);
         offset += len;
     }
     Ok(hep)
 }
 
 impl<'a> Hep3<'a> {
-    /// Stores a generic chunk whose size was already checked.
-    fn apply(&mut self, chunk_type: u16, body: &'a [u8]) {
-        match chunk_type {
-            chunk::IP_FAMILY => self.ip_family = Some(body[0]),
-            chunk::IP_PROTO => self.ip_proto = Some(body[0]),
-            chunk::SRC_IP4 => self.src_ip = Some(IpAddr::V4(ipv4(body))),
-            chunk::DST_IP4 => self.dst_ip = Some(IpAddr::V4(ipv4(body))),
-            chunk::SRC_IP6 => self.src_ip = Some(IpAddr::V6(ipv6(body))),
-            chunk::DST_IP6 => self.dst_ip = Some(IpAddr::V6(ipv6(body))),
-            chunk::SRC_PORT => self.src_port = Some(be16(body)),
-            chunk::DST_PORT => self.dst_port = Some(be16(body)),
-            chunk::TS_SEC => self.ts_sec = Some(be32(body)),
-            chunk::TS_USEC => self.ts_usec = Some(be32(body)),
-            chunk::PROTO_TYPE => self.proto_type = Some(body[0]),
-            chunk::CAPTURE_ID => self.capture_id = Some(be32(body)),
+    /// Stores a generic chunk after checking the size of the fixed-size types.
+    fn apply(&mut self, c: Chunk<'a>) -> Result<(), DecodeError> {
+        let body = c.body;
+        if let Some(expected) = fixed_body_len(c.chunk_type)
+            && body.len() != expected
+        {
+            return Err(DecodeError::ChunkSize {
+                offset: c.offset,
+                chunk_type: c.chunk_type,
+                expected,
+                actual: body.len(),
+            });
+        }
+        // The sizes of the fixed types are exact from here on, so the readers below only see
+        // bodies of their own width; they still read with checked slicing.
+        match c.chunk_type {
+            chunk::IP_FAMILY => self.ip_family = u8_of(body),
+            chunk::IP_PROTO => self.ip_proto = u8_of(body),
+            chunk::SRC_IP4 => self.src_ip = ipv4(body),
+            chunk::DST_IP4 => self.dst_ip = ipv4(body),
+            chunk::SRC_IP6 => self.src_ip = ipv6(body),
+            chunk::DST_IP6 => self.dst_ip = ipv6(body),
+            chunk::SRC_PORT => self.src_port = be16(body),
+            chunk::DST_PORT => self.dst_port = be16(body),
+            chunk::TS_SEC => self.ts_sec = be32(body),
+            chunk::TS_USEC => self.ts_usec = be32(body),
+            chunk::PROTO_TYPE => self.proto_type = u8_of(body),
+            chunk::CAPTURE_ID => self.capture_id = be32(body),
+            chunk::KEEP_ALIVE => self.keep_alive = be16(body),
             chunk::AUTH_KEY => self.auth_key = Some(body),
             chunk::PAYLOAD => self.payload = Some(body),
-            chunk::COMPRESSED_PAYLOAD => self.compressed_payload = Some(body),
+            chunk::COMPRESSED_PAYLOAD => self.compressed_payload = Some(c),
             chunk::CORRELATION_ID => self.correlation_id = Some(body),
-            chunk::VLAN_ID => self.vlan = Some(be16(body)),
+            chunk::VLAN_ID => self.vlan = be16(body),
             chunk::NODE_NAME => self.node_name = Some(body),
+            chunk::SRC_MAC => self.src_mac = be64(body),
+            chunk::DST_MAC => self.dst_mac = be64(body),
+            chunk::ETH_TYPE => self.eth_type = be16(body),
+            chunk::TCP_FLAGS => self.tcp_flags = u8_of(body),
+            chunk::IP_TOS => self.ip_tos = u8_of(body),
+            chunk::MOS => self.mos = be16(body),
+            chunk::R_FACTOR => self.r_factor = be16(body),
+            chunk::GEO_LOCATION => self.geo_location = Some(body),
+            chunk::JITTER => self.jitter = be32(body),
+            chunk::TRANSACTION_TYPE => self.transaction_type = Some(body),
+            chunk::PAYLOAD_JSON_KEYS => self.payload_json_keys = Some(body),
+            chunk::TAGS_VALUES => self.tags_values = Some(body),
+            chunk::TAG_TYPE => self.tag_type = be16(body),
+            chunk::EVENT_TYPE => self.event_type = be16(body),
+            chunk::GROUP_ID => self.group_id = Some(body),
+            // Reserved and future generic types stay in `chunks` only.
             _ => {}
         }
+        Ok(())
+    }
+
+    /// Protocol type 0: heplify's keep-alive "ping", counted but never relayed (hep.md §1.8.4).
+    pub fn is_keepalive(&self) -> bool {
+        self.proto_type == Some(0)
+    }
+
+    /// The captured payload: chunk 0x000f as is, or else chunk 0x0010 inflated to at most
+    /// `max_len` bytes. `None` when the packet carries neither.
+    pub fn inflated_payload(&self, max_len: usize) -> Result<Option<Cow<'a, [u8]>>, DecodeError> {
+        if let Some(p) = self.payload {
+            return Ok(Some(Cow::Borrowed(p)));
+        }
+        let Some(c) = self.compressed_payload else {
+            return Ok(None);
+        };
+        inflate(c.body, max_len)
+            .map(|v| Some(Cow::Owned(v)))
+            .map_err(|cause| DecodeError::Decompress {
+                offset: c.offset,
+                compressed_len: c.body.len(),
+                cause,
+            })
     }
 }
 
-fn be16(b: &[u8]) -> u16 {
-    u16::from_be_bytes([b[0], b[1]])
+fn u8_of(b: &[u8]) -> Option<u8> {
+    b.first().copied()
 }
 
-fn be32(b: &[u8]) -> u32 {
-    u32::from_be_bytes([b[0], b[1], b[2], b[3]])
+fn be16(b: &[u8]) -> Option<u16> {
+    Some(u16::from_be_bytes(*b.first_chunk()?))
 }
 
-fn ipv4(b: &[u8]) -> Ipv4Addr {
-    Ipv4Addr::new(b[0], b[1], b[2], b[3])
+fn be32(b: &[u8]) -> Option<u32> {
+    Some(u32::from_be_bytes(*b.first_chunk()?))
 }
 
-fn ipv6(b: &[u8]) -> Ipv6Addr {
-    let mut a = [0u8; 16];
-    a.copy_from_slice(b);
-    Ipv6Addr::from(a)
+fn be64(b: &[u8]) -> Option<u64> {
+    Some(u64::from_be_bytes(*b.first_chunk()?))
+}
+
+fn ipv4(b: &[u8]) -> Option<IpAddr> {
+    Some(IpAddr::V4(Ipv4Addr::from(*b.first_chunk::<4>()?)))
+}
+
+fn ipv6(b: &[u8]) -> Option<IpAddr> {
+    Some(IpAddr::V6(Ipv6Addr::from(*b.first_chunk::<16>()?)))
 }

@@ -150,3 +150,97 @@ fn put_bytes(out: &mut Vec<u8>, chunk_type: u16, body: &[u8]) -> Result<(), Enco
     out.extend_from_slice(body);
     Ok(())
 }
+
+/// Writes one HEP3 packet chunk by chunk, appended to a buffer: for relays that convert v1, v2
+/// or protobuf input to HEP3 or rewrite a HEP3 packet's chunks.
+///
+/// Chunks are written in call order with exact sizes. [`Hep3Writer::finish`] patches the total
+/// length; if it fails, or the writer is dropped unfinished, the buffer is truncated back to
+/// what it held before.
+#[derive(Debug)]
+pub struct Hep3Writer<'o> {
+    out: &'o mut Vec<u8>,
+    start: usize,
+    error: Option<EncodeError>,
+    finished: bool,
+}
+
+impl<'o> Hep3Writer<'o> {
+    /// Starts a packet with the given id (`HEP3`, or `EEP3` to keep a relayed packet's own).
+    pub fn new(out: &'o mut Vec<u8>, magic: &[u8; 4]) -> Self {
+        let start = out.len();
+        out.extend_from_slice(magic);
+        out.extend_from_slice(&[0, 0]); // total length, patched by finish
+        Hep3Writer {
+            out,
+            start,
+            error: None,
+            finished: false,
+        }
+    }
+
+    /// A generic uint8 chunk.
+    pub fn u8(&mut self, chunk_type: u16, v: u8) -> &mut Self {
+        put_u8(self.out, chunk_type, v);
+        self
+    }
+
+    /// A generic uint16 chunk.
+    pub fn u16(&mut self, chunk_type: u16, v: u16) -> &mut Self {
+        put_u16(self.out, chunk_type, v);
+        self
+    }
+
+    /// A generic uint32 chunk.
+    pub fn u32(&mut self, chunk_type: u16, v: u32) -> &mut Self {
+        put_u32(self.out, chunk_type, v);
+        self
+    }
+
+    /// A generic chunk with a variable body (also addresses: 4 or 16 bytes).
+    pub fn bytes(&mut self, chunk_type: u16, body: &[u8]) -> &mut Self {
+        self.chunk(0, chunk_type, body)
+    }
+
+    /// Any chunk, vendor included, with its body copied verbatim.
+    pub fn chunk(&mut self, vendor: u16, chunk_type: u16, body: &[u8]) -> &mut Self {
+        if self.error.is_some() {
+            return self;
+        }
+        if body.len() > usize::from(u16::MAX) - HEADER_LEN {
+            self.error = Some(EncodeError::ChunkTooLarge {
+                chunk_type,
+                len: body.len(),
+            });
+            return self;
+        }
+        self.out.extend_from_slice(&vendor.to_be_bytes());
+        self.out.extend_from_slice(&chunk_type.to_be_bytes());
+        // Checked just above.
+        self.out
+            .extend_from_slice(&((HEADER_LEN + body.len()) as u16).to_be_bytes());
+        self.out.extend_from_slice(body);
+        self
+    }
+
+    /// Patches the total length and returns the packet's size.
+    pub fn finish(mut self) -> Result<usize, EncodeError> {
+        if let Some(e) = self.error.take() {
+            return Err(e);
+        }
+        let len = self.out.len() - self.start;
+        let total = u16::try_from(len).map_err(|_| EncodeError::TooLarge { len })?;
+        self.out[self.start + 4..self.start + PACKET_HEADER_LEN]
+            .copy_from_slice(&total.to_be_bytes());
+        self.finished = true;
+        Ok(len)
+    }
+}
+
+impl Drop for Hep3Writer<'_> {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.out.truncate(self.start);
+        }
+    }
+}
