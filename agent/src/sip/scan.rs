@@ -39,17 +39,22 @@ impl SipScan {
             if line.is_empty() {
                 break;
             }
-            if let Some(colon) = memchr(b':', &payload[line.clone()]) {
+            // Only Call-ID, `i` and CSeq are wanted: a line whose first byte can start none of
+            // them (nor the whitespace the name trim accepts) is not searched for its colon.
+            let first = payload[line.start];
+            let candidate = matches!(first | 0x20, b'c' | b'i') || first.is_ascii_whitespace();
+            if candidate && let Some(colon) = memchr(b':', &payload[line.clone()]) {
                 let name = trim(&payload[line.start..line.start + colon]);
-                let value = trim_range(payload, line.start + colon + 1..line.end);
+                let value = || trim_range(payload, line.start + colon + 1..line.end);
                 if summary.call_id.is_none()
                     && (name.eq_ignore_ascii_case(b"call-id") || name.eq_ignore_ascii_case(b"i"))
                 {
+                    let value = value();
                     if !value.is_empty() {
                         summary.call_id = Some(to_u32_range(value));
                     }
                 } else if summary.cseq.is_none() && name.eq_ignore_ascii_case(b"cseq") {
-                    summary.cseq = parse_cseq(payload, value);
+                    summary.cseq = parse_cseq(payload, value());
                 }
             }
             if summary.call_id.is_some() && summary.cseq.is_some() {
@@ -216,6 +221,15 @@ Content-Length: 0\r\n\r\n";
         let s = SipScan::scan(p).unwrap();
         assert_eq!(get(p, s.call_id.as_ref().unwrap()), b"q1");
         assert!(s.cseq.is_none());
+    }
+
+    #[test]
+    fn wanted_headers_found_among_skipped_lines() {
+        let p = b"BYE sip:a SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bKc\r\nContact: <sip:c>\r\n\
+\tcall-id: w1\r\nMax-Forwards: 70\r\nCSEQ: 7 BYE\r\n\r\n";
+        let s = SipScan::scan(p).unwrap();
+        assert_eq!(get(p, s.call_id.as_ref().unwrap()), b"w1");
+        assert_eq!(s.cseq.as_ref().map(|(n, _)| *n), Some(7));
     }
 
     #[test]
