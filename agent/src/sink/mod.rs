@@ -5,6 +5,7 @@
 //! free of sink failure handling; the pipeline reads the stats.
 
 mod jsonl;
+mod log_limit;
 mod target;
 mod tcp;
 mod udp;

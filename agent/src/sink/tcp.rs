@@ -1,25 +1,308 @@
-//! Placeholder until the tcp sink lands.
+//! HEP over TCP: HEP3 packets back to back on one stream, no extra framing (hep.md §1.8.2).
+//!
+//! A batch is encoded into one reused buffer and written with as few `write` calls as the
+//! kernel allows. The sink tracks how much of that buffer the current connection took; when a
+//! write fails (`EPIPE`, `ECONNRESET`, the [`WRITE_TIMEOUT`]) it reconnects and resends from
+//! the start of the first packet not written whole, so the new stream never begins inside a
+//! packet. A packet written whole is counted sent even if the lost connection never delivered
+//! it: nothing in HEP acknowledges data, so bytes in a dead socket's buffer are lost unseen.
+//!
+//! The collector may be down at construction; the sink then connects on the first batch.
+//! After a failed connect or a lost connection the next attempt waits a delay that starts at
+//! [`RECONNECT_BACKOFF_MIN`] and doubles up to [`RECONNECT_BACKOFF_MAX`]; the first write that
+//! succeeds resets it, so a collector that accepts and drops at once is not hammered.
+//! A batch waits through reconnects for at most [`SINK_DOWN_TIMEOUT`] and is then dropped as
+//! `sink_down`. After such a drop the sink sheds load: later batches make one connect attempt
+//! when the backoff allows and are dropped at once otherwise, until a connection succeeds, so
+//! a replay against a dead collector finishes (with its losses counted) instead of stalling
+//! for the timeout on every batch.
+//!
+//! Sockets get `TCP_NODELAY` (each batch is written whole, Nagle would only delay it) and
+//! `SO_KEEPALIVE`. Dropping the sink shuts the write side down so the collector reads every
+//! byte before end of stream.
 
+use std::io::{self, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
+use std::time::{Duration, Instant};
+
+use socket2::{SockRef, TcpKeepalive};
+use tracing::{debug, error, info, warn};
+
+use super::log_limit::LogLimit;
 use super::{HepTarget, Sink, SinkStats};
-use crate::hep::HepEncoder;
+use crate::hep::{EncodeError, HepEncoder};
 use crate::record::Record;
+
+/// How long one batch waits for the collector through reconnects before it is dropped.
+pub const SINK_DOWN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// First reconnect delay after a failed connect.
+pub const RECONNECT_BACKOFF_MIN: Duration = Duration::from_millis(100);
+
+/// Ceiling of the doubling reconnect delay.
+pub const RECONNECT_BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+/// A write that makes no progress for this long counts as a lost connection.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Limit of one connect attempt to one address.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Idle time before the first keepalive probe, and the interval between probes.
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(30);
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
 
 /// HEP over TCP.
 #[derive(Debug)]
 pub struct TcpHepSink {
     name: String,
+    /// `host:port`, resolved again on each connect attempt.
+    address: String,
+    /// The last successful resolution, used when resolving fails.
+    addrs: Vec<SocketAddr>,
+    encoder: HepEncoder,
+    /// The current batch's packets, back to back; reused across batches.
+    buf: Vec<u8>,
+    /// End offset in `buf` of each packet of the current batch.
+    ends: Vec<usize>,
+    conn: Option<TcpStream>,
+    backoff: Backoff,
+    /// How long a batch waits for the collector; [`SINK_DOWN_TIMEOUT`] outside tests.
+    down_timeout: Duration,
+    /// A batch was dropped as `sink_down` and no connection has succeeded since.
+    shedding: bool,
+    link: Link,
     stats: SinkStats,
-    _encoder: HepEncoder,
+    up_log: LogLimit,
+    down_log: LogLimit,
+    drop_log: LogLimit,
+}
+
+/// Connection state as last logged, so each transition is logged once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Link {
+    Unknown,
+    Up,
+    Down,
+}
+
+/// Exponential reconnect delay.
+#[derive(Debug)]
+struct Backoff {
+    delay: Duration,
+    /// No connect attempt before this instant; `None` means now.
+    next_attempt: Option<Instant>,
+}
+
+impl Backoff {
+    fn new() -> Self {
+        Backoff {
+            delay: RECONNECT_BACKOFF_MIN,
+            next_attempt: None,
+        }
+    }
+
+    fn failed(&mut self, now: Instant) {
+        self.next_attempt = Some(now + self.delay);
+        self.delay = (self.delay * 2).min(RECONNECT_BACKOFF_MAX);
+    }
+
+    fn reset(&mut self) {
+        *self = Backoff::new();
+    }
 }
 
 impl TcpHepSink {
-    pub fn new(target: &HepTarget, encoder: HepEncoder) -> std::io::Result<Self> {
-        Ok(TcpHepSink {
+    /// Resolves `target` and tries to connect once. An unreachable collector is not an error
+    /// here: the sink connects when it has something to send.
+    pub fn new(target: &HepTarget, encoder: HepEncoder) -> io::Result<Self> {
+        let addrs: Vec<SocketAddr> = target.address.to_socket_addrs()?.collect();
+        if addrs.is_empty() {
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                format!("{} resolves to no address", target.address),
+            ));
+        }
+
+        let mut sink = TcpHepSink {
             name: format!("hep {target}"),
+            address: target.address.clone(),
+            addrs,
+            encoder,
+            buf: Vec::new(),
+            ends: Vec::new(),
+            conn: None,
+            backoff: Backoff::new(),
+            down_timeout: SINK_DOWN_TIMEOUT,
+            shedding: false,
+            link: Link::Unknown,
             stats: SinkStats::default(),
-            _encoder: encoder,
-        })
+            up_log: LogLimit::default(),
+            down_log: LogLimit::default(),
+            drop_log: LogLimit::default(),
+        };
+        sink.connect();
+        Ok(sink)
     }
+
+    /// Encodes the batch into `buf`/`ends`; a record the encoder rejects is dropped.
+    fn encode(&mut self, batch: &[Record]) {
+        self.buf.clear();
+        self.ends.clear();
+        for record in batch {
+            match self.encoder.encode(record, &mut self.buf) {
+                Ok(_) => self.ends.push(self.buf.len()),
+                Err(EncodeError::TooLarge { len } | EncodeError::ChunkTooLarge { len, .. }) => {
+                    self.stats.drop_one("oversize");
+                    if let Some(suppressed) = self.drop_log.allow(Instant::now()) {
+                        warn!(
+                            sink = %self.name,
+                            size = len,
+                            suppressed,
+                            "record too large for a hep packet, dropped"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    /// Writes `buf` through reconnects until done, the batch's time is up, or the sink is
+    /// shedding; returns how many bytes of `buf` went out as whole packets.
+    fn deliver(&mut self) -> usize {
+        let deadline = Instant::now() + self.down_timeout;
+        let mut written = 0;
+
+        while written < self.buf.len() {
+            let Some(conn) = self.conn.as_mut() else {
+                let due = self
+                    .backoff
+                    .next_attempt
+                    .is_none_or(|at| at <= Instant::now());
+                if due && self.connect() {
+                    continue;
+                }
+                let now = Instant::now();
+                if self.shedding || now >= deadline {
+                    break;
+                }
+                if let Some(at) = self.backoff.next_attempt {
+                    std::thread::sleep(at.min(deadline).saturating_duration_since(now));
+                }
+                continue;
+            };
+
+            match write_packets(conn, &self.buf, &self.ends, &mut written) {
+                Ok(()) => self.backoff.reset(),
+                Err(e) => self.lost(&e),
+            }
+        }
+        written
+    }
+
+    /// One connect attempt over the resolved addresses; true when connected.
+    fn connect(&mut self) -> bool {
+        let now = Instant::now();
+        match self.address.to_socket_addrs() {
+            Ok(addrs) => {
+                let addrs: Vec<SocketAddr> = addrs.collect();
+                if !addrs.is_empty() {
+                    self.addrs = addrs;
+                }
+            }
+            Err(e) => debug!(sink = %self.name, error = %e, "resolving hep collector failed"),
+        }
+
+        let mut last_error = None;
+        for addr in &self.addrs {
+            match TcpStream::connect_timeout(addr, CONNECT_TIMEOUT) {
+                Ok(stream) => {
+                    if let Err(e) = configure(&stream) {
+                        warn!(sink = %self.name, error = %e, "setting hep socket options failed");
+                    }
+                    if let Some(suppressed) = self.up_log.allow(now) {
+                        info!(
+                            sink = %self.name,
+                            peer = %addr,
+                            suppressed,
+                            "connected to hep collector"
+                        );
+                    }
+                    // The backoff resets once a write succeeds: a collector that accepts and
+                    // drops at once must not be hammered.
+                    self.conn = Some(stream);
+                    self.backoff.next_attempt = None;
+                    self.shedding = false;
+                    self.link = Link::Up;
+                    return true;
+                }
+                Err(e) => last_error = Some(e),
+            }
+        }
+
+        self.backoff.failed(now);
+        let error = last_error.map(|e| e.to_string()).unwrap_or_default();
+        if self.link != Link::Down {
+            self.link = Link::Down;
+            if let Some(suppressed) = self.down_log.allow(now) {
+                warn!(sink = %self.name, error, suppressed, "hep collector unreachable, retrying");
+            }
+        } else {
+            let retry_in = self.backoff.next_attempt.map(|at| at - now);
+            debug!(sink = %self.name, error, ?retry_in, "connect to hep collector failed");
+        }
+        false
+    }
+
+    /// Forgets a connection whose write failed; the reconnect waits for the backoff.
+    fn lost(&mut self, e: &io::Error) {
+        self.conn = None;
+        self.backoff.failed(Instant::now());
+        if self.link != Link::Down {
+            self.link = Link::Down;
+            if let Some(suppressed) = self.down_log.allow(Instant::now()) {
+                warn!(sink = %self.name, error = %e, suppressed, "lost hep collector connection");
+            }
+        }
+    }
+}
+
+/// Applies the socket options of the module docs.
+fn configure(stream: &TcpStream) -> io::Result<()> {
+    stream.set_nodelay(true)?;
+    stream.set_write_timeout(Some(WRITE_TIMEOUT))?;
+    let keepalive = TcpKeepalive::new()
+        .with_time(KEEPALIVE_IDLE)
+        .with_interval(KEEPALIVE_INTERVAL);
+    let sock = SockRef::from(stream);
+    sock.set_keepalive(true)?;
+    sock.set_tcp_keepalive(&keepalive)
+}
+
+/// Writes `buf[*written..]` to `w`, advancing `*written`. On error `*written` is moved back
+/// to the start of the packet it was inside (packets end at `ends`), so the caller resends
+/// that packet whole on its next connection.
+fn write_packets(
+    w: &mut impl Write,
+    buf: &[u8],
+    ends: &[usize],
+    written: &mut usize,
+) -> io::Result<()> {
+    while *written < buf.len() {
+        let e = match w.write(&buf[*written..]) {
+            Ok(0) => io::ErrorKind::WriteZero.into(),
+            Ok(n) => {
+                *written += n;
+                continue;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => e,
+        };
+        let whole = ends.partition_point(|&end| end <= *written);
+        *written = if whole == 0 { 0 } else { ends[whole - 1] };
+        return Err(e);
+    }
+    Ok(())
 }
 
 impl Sink for TcpHepSink {
@@ -27,11 +310,307 @@ impl Sink for TcpHepSink {
         &self.name
     }
 
-    fn send_batch(&mut self, _batch: &[Record]) {}
+    fn send_batch(&mut self, batch: &[Record]) {
+        self.encode(batch);
+        if self.ends.is_empty() {
+            return;
+        }
 
-    fn flush(&mut self) {}
+        let written = self.deliver();
+        let sent = self.ends.partition_point(|&end| end <= written);
+        self.stats.records_sent += sent as u64;
+        self.stats.bytes_sent += written as u64;
+
+        let lost = (self.ends.len() - sent) as u64;
+        if lost > 0 {
+            *self.stats.dropped.entry("sink_down").or_default() += lost;
+            self.shedding = true;
+            if let Some(suppressed) = self.drop_log.allow(Instant::now()) {
+                error!(
+                    sink = %self.name,
+                    records = lost,
+                    suppressed,
+                    "hep collector down, batch dropped"
+                );
+            }
+        }
+    }
+
+    /// Batches are written synchronously; this only flushes the stream (a no-op for TCP).
+    fn flush(&mut self) {
+        if let Some(conn) = self.conn.as_mut()
+            && let Err(e) = conn.flush()
+        {
+            self.lost(&e);
+        }
+    }
 
     fn stats(&self) -> SinkStats {
         self.stats.clone()
+    }
+}
+
+impl Drop for TcpHepSink {
+    fn drop(&mut self) {
+        if let Some(conn) = &self.conn {
+            // FIN after the queued data: the collector reads everything, then end of stream.
+            let _ = conn.shutdown(Shutdown::Write);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read;
+    use std::net::{IpAddr, Ipv4Addr, TcpListener};
+    use std::sync::mpsc;
+    use std::thread;
+
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::hep::{NodeIdentity, decode_v3};
+    use crate::record::{Source, Timestamp, Transport};
+    use crate::sip::SipScan;
+
+    fn record(i: usize) -> Record {
+        let payload = format!(
+            "INVITE sip:{i}@example.com SIP/2.0\r\nCall-ID: call-{i}\r\nCSeq: 1 INVITE\r\n\r\n"
+        )
+        .into_bytes();
+        Record {
+            source: Source::Replay,
+            ts: Timestamp::from_parts(1_313_440_459, i as u32),
+            src: IpAddr::V4(Ipv4Addr::new(192, 168, 1, 1)),
+            dst: IpAddr::V4(Ipv4Addr::new(192, 168, 1, 2)),
+            src_port: 5060,
+            dst_port: 20_000 + i as u16,
+            transport: Transport::TCP,
+            vlan: Some(7),
+            proto_type: 1,
+            sip: SipScan::scan(&payload),
+            payload: Bytes::from(payload),
+        }
+    }
+
+    fn batch(range: std::ops::Range<usize>) -> Vec<Record> {
+        range.map(record).collect()
+    }
+
+    fn encoder() -> HepEncoder {
+        HepEncoder::new(NodeIdentity {
+            node_id: 7,
+            ..Default::default()
+        })
+    }
+
+    fn target(port: u16) -> HepTarget {
+        format!("tcp://127.0.0.1:{port}").parse().unwrap()
+    }
+
+    /// Splits a received stream into packets by their length field; every packet must decode
+    /// and the stream must end on a packet boundary. Returns the dst ports, which number the
+    /// records.
+    fn split(stream: &[u8]) -> Vec<u16> {
+        let mut ids = Vec::new();
+        let mut rest = stream;
+        while !rest.is_empty() {
+            assert!(rest.len() >= 6, "torn packet header at the end");
+            let len = usize::from(u16::from_be_bytes([rest[4], rest[5]]));
+            assert!(rest.len() >= len, "torn packet at the end");
+            let hep = decode_v3(&rest[..len]).expect("every packet decodes");
+            let port = hep.dst_port.unwrap();
+            let want = record(usize::from(port - 20_000));
+            assert_eq!(hep.payload, Some(&want.payload[..]));
+            assert_eq!(hep.ts_usec, Some(want.ts.subsec_micros()));
+            assert_eq!(hep.correlation_id, want.correlation_id());
+            assert_eq!(hep.vlan, Some(7));
+            assert_eq!(hep.capture_id, Some(7));
+            ids.push(port);
+            rest = &rest[len..];
+        }
+        ids
+    }
+
+    fn ports(range: std::ops::Range<usize>) -> Vec<u16> {
+        range.map(|i| 20_000 + i as u16).collect()
+    }
+
+    fn free_port() -> u16 {
+        TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    }
+
+    #[test]
+    fn packets_arrive_back_to_back() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = thread::spawn(move || {
+            let (mut conn, _) = listener.accept().unwrap();
+            let mut got = Vec::new();
+            conn.read_to_end(&mut got).unwrap();
+            got
+        });
+
+        let mut sink = TcpHepSink::new(&target(port), encoder()).unwrap();
+        sink.send_batch(&batch(0..50));
+        sink.send_batch(&batch(50..120));
+        sink.flush();
+        let stats = sink.stats();
+        drop(sink);
+
+        let got = server.join().unwrap();
+        assert_eq!(split(&got), ports(0..120));
+        assert_eq!(stats.records_sent, 120);
+        assert_eq!(stats.bytes_sent, got.len() as u64);
+        assert!(stats.dropped.is_empty(), "{:?}", stats.dropped);
+    }
+
+    #[test]
+    fn collector_down_at_construction_then_up() {
+        let port = free_port();
+        let mut sink = TcpHepSink::new(&target(port), encoder()).unwrap();
+        assert!(sink.conn.is_none());
+
+        let server = thread::spawn(move || {
+            thread::sleep(Duration::from_millis(300));
+            let listener = TcpListener::bind(("127.0.0.1", port)).unwrap();
+            let (mut conn, _) = listener.accept().unwrap();
+            let mut got = Vec::new();
+            conn.read_to_end(&mut got).unwrap();
+            got
+        });
+
+        // Waits through the backoff until the listener is there.
+        sink.send_batch(&batch(0..30));
+        let stats = sink.stats();
+        drop(sink);
+
+        assert_eq!(split(&server.join().unwrap()), ports(0..30));
+        assert_eq!(stats.records_sent, 30);
+        assert!(stats.dropped.is_empty(), "{:?}", stats.dropped);
+    }
+
+    #[test]
+    fn server_closing_mid_run_reconnects_without_torn_packets() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (closed_tx, closed_rx) = mpsc::channel();
+        let server = thread::spawn(move || {
+            let (mut first, _) = listener.accept().unwrap();
+            // Read a little and close with the rest unread: the kernel answers with a reset.
+            let mut some = [0; 16];
+            first.read_exact(&mut some).unwrap();
+            drop(first);
+            closed_tx.send(()).unwrap();
+
+            let (mut second, _) = listener.accept().unwrap();
+            let mut got = Vec::new();
+            second.read_to_end(&mut got).unwrap();
+            got
+        });
+
+        let mut sink = TcpHepSink::new(&target(port), encoder()).unwrap();
+        sink.send_batch(&batch(0..20));
+        closed_rx.recv().unwrap();
+        // Either this write fails at once or it lands in the dead socket and the next fails.
+        sink.send_batch(&batch(20..40));
+        thread::sleep(Duration::from_millis(100));
+        sink.send_batch(&batch(40..60));
+        sink.send_batch(&batch(60..80));
+        let stats = sink.stats();
+        drop(sink);
+
+        let ids = split(&server.join().unwrap());
+        // Whatever of 20..40 reached the second connection, it came whole, and everything
+        // after the loss was noticed arrived in order.
+        assert!(ids.len() >= 40);
+        assert_eq!(ids[ids.len() - 40..], ports(40..80)[..]);
+        assert_eq!(stats.records_sent, 80);
+        assert!(stats.dropped.is_empty(), "{:?}", stats.dropped);
+    }
+
+    #[test]
+    fn collector_never_up_drops_as_sink_down_then_sheds() {
+        let port = free_port();
+        let mut sink = TcpHepSink::new(&target(port), encoder()).unwrap();
+        sink.down_timeout = Duration::from_millis(300);
+
+        sink.send_batch(&batch(0..10));
+        assert!(sink.shedding);
+        sink.send_batch(&batch(10..15));
+
+        let stats = sink.stats();
+        assert_eq!(stats.records_sent, 0);
+        assert_eq!(stats.bytes_sent, 0);
+        assert_eq!(stats.dropped.get("sink_down"), Some(&15));
+        assert_eq!(stats.dropped.len(), 1);
+    }
+
+    /// Accepts `limit` bytes in writes of at most 7, then fails like a reset connection.
+    struct Flaky {
+        limit: usize,
+        got: Vec<u8>,
+    }
+
+    impl Write for Flaky {
+        fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+            let room = self.limit - self.got.len();
+            if room == 0 {
+                return Err(io::ErrorKind::ConnectionReset.into());
+            }
+            let n = data.len().min(room).min(7);
+            self.got.extend_from_slice(&data[..n]);
+            Ok(n)
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn failed_write_rewinds_to_the_packet_start() {
+        let buf: Vec<u8> = (0..60).collect();
+        let ends = [10, 30, 60];
+
+        // Fails inside the second packet: resume at its start.
+        let mut written = 0;
+        let mut w = Flaky {
+            limit: 15,
+            got: Vec::new(),
+        };
+        let e = write_packets(&mut w, &buf, &ends, &mut written).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::ConnectionReset);
+        assert_eq!(written, 10);
+
+        // Fails exactly on a boundary: nothing to resend.
+        let mut w = Flaky {
+            limit: 20,
+            got: Vec::new(),
+        };
+        write_packets(&mut w, &buf, &ends, &mut written).unwrap_err();
+        assert_eq!(written, 30);
+
+        // Fails inside the first packet: resume at zero.
+        let mut from_zero = 0;
+        let mut w = Flaky {
+            limit: 3,
+            got: Vec::new(),
+        };
+        write_packets(&mut w, &buf, &ends, &mut from_zero).unwrap_err();
+        assert_eq!(from_zero, 0);
+
+        // A healthy connection takes the rest, starting on a packet boundary.
+        let mut w = Flaky {
+            limit: usize::MAX,
+            got: Vec::new(),
+        };
+        write_packets(&mut w, &buf, &ends, &mut written).unwrap();
+        assert_eq!(written, 60);
+        assert_eq!(w.got, buf[30..]);
     }
 }
