@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use clap::{ArgAction, Args, Parser, Subcommand};
 
 use crate::hep::NodeIdentity;
+use crate::pipeline::WhenFull;
 use crate::sink::HepTarget;
+use crate::source::hep_listen::ListenAddr;
 
 /// SIP/RTCP capture agent that speaks HEPv3 to Homer, sngrep and other collectors.
 #[derive(Debug, Parser)]
@@ -28,6 +30,9 @@ pub struct Cli {
 pub enum Command {
     /// Replay pcap/pcapng files through the capture decode path into the sinks.
     Replay(ReplayArgs),
+    /// Run the agent: receive HEP from other agents (and, later, capture live) until Ctrl-C or
+    /// SIGTERM, then flush the sinks and exit 0.
+    Run(RunArgs),
 }
 
 /// Where records go and how the agent names itself. Shared by every command that sends.
@@ -54,6 +59,15 @@ pub struct SinkArgs {
     /// HEP authentication key (chunk 0x000e).
     #[arg(long, value_name = "KEY")]
     pub node_password: Option<String>,
+
+    /// PEM file of the certificate authorities that sign tls:// collectors' certificates
+    /// (default: the system's trust store is not used; give this or --tls-insecure).
+    #[arg(long, value_name = "FILE")]
+    pub tls_ca: Option<PathBuf>,
+
+    /// Do not verify tls:// collectors' certificates (logged as a warning).
+    #[arg(long)]
+    pub tls_insecure: bool,
 }
 
 impl SinkArgs {
@@ -90,6 +104,81 @@ pub struct ReplayArgs {
     /// Replay the files N times; 0 repeats until Ctrl-C.
     #[arg(long = "loop", value_name = "N", default_value_t = 1)]
     pub loops: u64,
+}
+
+/// What `--capture` selects. Live modes arrive with the live-capture work.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum CaptureMode {
+    /// No live capture: only HEP listeners feed the pipeline.
+    None,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Live capture mode.
+    #[arg(long, value_enum, default_value = "none")]
+    pub capture: CaptureMode,
+
+    /// Receive HEP on udp://ADDR:PORT, tcp://ADDR:PORT or tls://ADDR:PORT. Repeatable.
+    #[arg(long = "hep-listen", value_name = "URL")]
+    pub hep_listen: Vec<ListenAddr>,
+
+    /// Reject received HEP whose password (chunk 0x000e) is not KEY, or is missing.
+    #[arg(long, value_name = "KEY")]
+    pub hep_listen_password: Option<String>,
+
+    /// Receive buffer of UDP listeners, bytes. As root it may exceed net.core.rmem_max; the
+    /// size the kernel granted is logged at start.
+    #[arg(long, value_name = "BYTES", default_value_t = 8 << 20)]
+    pub hep_listen_rcvbuf: usize,
+
+    /// Open connections per TCP/TLS listener; more are closed on accept and counted.
+    #[arg(long, value_name = "N", default_value_t = 1024)]
+    pub hep_listen_max_connections: usize,
+
+    /// Close a TCP/TLS connection that sent nothing for this many seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 300)]
+    pub hep_listen_idle_timeout: u64,
+
+    /// Largest payload a compressed chunk (0x0010) may inflate to; more is rejected.
+    #[arg(long, value_name = "BYTES", default_value_t = 65_536)]
+    pub hep_listen_max_inflated: usize,
+
+    /// Certificate chain (PEM) of tls:// listeners.
+    #[arg(long, value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// Private key (PEM) of tls:// listeners.
+    #[arg(long, value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Rewrite the node id (chunk 0x000c) of relayed HEP. Other chunks stay byte for byte.
+    #[arg(long, value_name = "N")]
+    pub relay_node_id: Option<u32>,
+
+    /// Rewrite the node name (chunk 0x0013) of relayed HEP.
+    #[arg(long, value_name = "NAME")]
+    pub relay_node_name: Option<String>,
+
+    /// Rewrite the password (chunk 0x000e) of relayed HEP.
+    #[arg(long, value_name = "KEY")]
+    pub relay_password: Option<String>,
+
+    /// Rewrite the password of relayed HEP with --node-password (heplify's -replacetoken).
+    #[arg(long, alias = "replacetoken")]
+    pub replace_token: bool,
+
+    /// Records the pipeline's ring holds between sources and sinks.
+    #[arg(long, value_name = "N", default_value_t = 65_536)]
+    pub ring_capacity: usize,
+
+    /// What a full ring does: drop-newest (keep what is queued) or drop-oldest. `block` is
+    /// refused here: a listener must never wait for a sink (the kernel would drop instead).
+    #[arg(long, value_enum, default_value = "drop-newest")]
+    pub when_full: WhenFull,
+
+    #[command(flatten)]
+    pub sinks: SinkArgs,
 }
 
 fn parse_speed(s: &str) -> Result<f64, String> {
@@ -133,7 +222,9 @@ mod tests {
             "0",
         ])
         .unwrap();
-        let Command::Replay(r) = cli.command;
+        let Command::Replay(r) = cli.command else {
+            panic!("replay")
+        };
         assert_eq!(r.files.len(), 2);
         assert_eq!(r.sinks.hep.len(), 2);
         assert_eq!(r.sinks.node_id, 7);
@@ -141,5 +232,35 @@ mod tests {
         assert_eq!(r.loops, 0);
         assert!(Cli::try_parse_from(["hepcap", "replay", "a", "--speed", "0"]).is_err());
         assert!(Cli::try_parse_from(["hepcap", "replay", "a", "--hep", "9060"]).is_err());
+    }
+
+    #[test]
+    fn run_flags() {
+        let cli = Cli::try_parse_from([
+            "hepcap",
+            "run",
+            "--capture",
+            "none",
+            "--hep-listen",
+            "udp://127.0.0.1:9060",
+            "--hep-listen",
+            "tls://[::]:9061",
+            "--hep-listen-password",
+            "pw",
+            "--hep",
+            "udp://127.0.0.1:9070",
+            "--replacetoken",
+            "--node-password",
+            "x",
+        ])
+        .unwrap();
+        let Command::Run(r) = cli.command else {
+            panic!("run")
+        };
+        assert_eq!(r.hep_listen.len(), 2);
+        assert_eq!(r.hep_listen_password.as_deref(), Some("pw"));
+        assert!(r.replace_token);
+        assert_eq!(r.when_full, WhenFull::DropNewest);
+        assert!(Cli::try_parse_from(["hepcap", "run", "--hep-listen", "9060"]).is_err());
     }
 }

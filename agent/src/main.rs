@@ -9,11 +9,16 @@ use anyhow::Context;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
-use hepcap::cli::{Cli, Command, ReplayArgs, SinkArgs};
+use std::time::Duration;
+
+use hepcap::cli::{CaptureMode, Cli, Command, ReplayArgs, RunArgs, SinkArgs};
 use hepcap::hep::HepEncoder;
+use hepcap::hep::{IdentityRewrite, Limits};
 use hepcap::pipeline::{Pipeline, PipelineConfig, WhenFull};
 use hepcap::replay::{self, ReplayOptions};
+use hepcap::run::{self, RunOptions};
 use hepcap::sink::{HepTransport, JsonlSink, Sink, TcpHepSink, UdpHepSink};
+use hepcap::source::hep_listen::{IntakeConfig, UdpConfig};
 use hepcap::summary;
 
 fn main() -> ExitCode {
@@ -21,6 +26,7 @@ fn main() -> ExitCode {
     init_logging(&cli);
     let result = match cli.command {
         Command::Replay(args) => run_replay(args, cli.quiet),
+        Command::Run(args) => run_agent(args, cli.quiet),
     };
     match result {
         Ok(code) => code,
@@ -47,9 +53,17 @@ fn init_logging(cli: &Cli) {
 }
 
 fn build_sinks(args: &SinkArgs) -> anyhow::Result<Vec<Box<dyn Sink>>> {
+    build_sinks_with(args, &IdentityRewrite::default())
+}
+
+/// Sinks for `args`; relayed HEP leaves HEP sinks with `relay` applied.
+fn build_sinks_with(
+    args: &SinkArgs,
+    relay: &IdentityRewrite,
+) -> anyhow::Result<Vec<Box<dyn Sink>>> {
     let mut sinks: Vec<Box<dyn Sink>> = Vec::new();
     for target in &args.hep {
-        let encoder = HepEncoder::new(args.identity());
+        let encoder = HepEncoder::new(args.identity()).with_relay_rewrite(relay.clone());
         let sink: Box<dyn Sink> = match target.transport {
             HepTransport::Udp => Box::new(
                 UdpHepSink::new(target, encoder).with_context(|| format!("hep sink {target}"))?,
@@ -108,4 +122,79 @@ fn run_replay(args: ReplayArgs, quiet: bool) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+fn run_agent(args: RunArgs, quiet: bool) -> anyhow::Result<ExitCode> {
+    let RunArgs {
+        capture: CaptureMode::None,
+        hep_listen,
+        hep_listen_password,
+        hep_listen_rcvbuf,
+        hep_listen_max_connections,
+        hep_listen_idle_timeout,
+        hep_listen_max_inflated,
+        tls_cert,
+        tls_key,
+        relay_node_id,
+        relay_node_name,
+        relay_password,
+        replace_token,
+        ring_capacity,
+        when_full,
+        sinks,
+    } = args;
+    if hep_listen.is_empty() {
+        anyhow::bail!(
+            "nothing to run: give at least one --hep-listen (live capture is not built yet)"
+        );
+    }
+    if when_full == WhenFull::Block {
+        anyhow::bail!(
+            "--when-full block is for replay only: a listener must never wait for a sink"
+        );
+    }
+    let tls = match (&tls_cert, &tls_key) {
+        (Some(cert), Some(key)) => Some(hepcap::tls::server_config(cert, key)?),
+        (None, None) => None,
+        _ => anyhow::bail!("--tls-cert and --tls-key go together"),
+    };
+    let relay = IdentityRewrite {
+        node_id: relay_node_id,
+        node_name: relay_node_name,
+        password: relay_password
+            .or_else(|| replace_token.then(|| sinks.node_password.clone()).flatten()),
+    };
+    if replace_token && sinks.node_password.is_none() {
+        anyhow::bail!("--replace-token needs --node-password");
+    }
+    let built = build_sinks_with(&sinks, &relay)?;
+    let config = PipelineConfig {
+        ring_capacity,
+        when_full,
+        ..PipelineConfig::default()
+    };
+    let pipeline = Pipeline::start(&config, built).context("start pipeline")?;
+    let opts = RunOptions {
+        listen: hep_listen,
+        intake: IntakeConfig {
+            limits: Limits {
+                max_inflated_len: hep_listen_max_inflated,
+            },
+            password: hep_listen_password,
+        },
+        udp: UdpConfig {
+            rcvbuf: hep_listen_rcvbuf,
+            ..UdpConfig::default()
+        },
+        max_connections: hep_listen_max_connections,
+        idle_timeout: Duration::from_secs(hep_listen_idle_timeout.max(1)),
+        tls,
+    };
+    let listeners = run::run(&opts, &pipeline);
+    let pipeline_stats = pipeline.finish();
+    let listeners = listeners?;
+    if !quiet {
+        eprint!("{}", summary::run_summary(&listeners, &pipeline_stats));
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -3,10 +3,12 @@
 //! A [`Record`] owns its payload (the pipeline outlives the capture buffer) but keeps the SIP
 //! summary as byte ranges into that payload, so building one costs a single allocation.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::ops::Range;
 
 use bytes::Bytes;
+
+use crate::hep::HepMessage;
 
 /// HEP protocol type (chunk 0x000b) for SIP.
 pub const PROTO_SIP: u8 = 1;
@@ -64,17 +66,57 @@ impl Transport {
 }
 
 /// Where a record entered the agent.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Source {
     /// Read from a capture file by `hepcap replay`.
     Replay,
+    /// Received as HEP from another agent; kept whole so a relay can forward it unchanged.
+    Hep(Box<Received>),
+}
+
+/// The listener kinds HEP arrives on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum HepListener {
+    Udp,
+    Tcp,
+    Tls,
+}
+
+impl HepListener {
+    /// Bounded label: `hep-udp`, `hep-tcp`, `hep-tls`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HepListener::Udp => "hep-udp",
+            HepListener::Tcp => "hep-tcp",
+            HepListener::Tls => "hep-tls",
+        }
+    }
+}
+
+/// A HEP message as another agent sent it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Received {
+    pub listener: HepListener,
+    /// The sender's address.
+    pub peer: SocketAddr,
+    /// Every decoded field plus the original bytes.
+    pub message: HepMessage,
 }
 
 impl Source {
     /// Bounded label for metrics and JSON.
-    pub fn as_str(self) -> &'static str {
+    pub fn as_str(&self) -> &'static str {
         match self {
             Source::Replay => "replay",
+            Source::Hep(r) => r.listener.as_str(),
+        }
+    }
+
+    /// The received HEP message, for relayed records.
+    pub fn received(&self) -> Option<&Received> {
+        match self {
+            Source::Replay => None,
+            Source::Hep(r) => Some(r),
         }
     }
 }
@@ -150,8 +192,11 @@ impl Record {
         Some((*n, self.slice(r)))
     }
 
-    /// Correlation id sent in chunk 0x0011: the Call-ID for SIP.
+    /// Correlation id (chunk 0x0011): what a HEP sender gave, else the Call-ID for SIP.
     pub fn correlation_id(&self) -> Option<&[u8]> {
-        self.call_id()
+        match self.source.received() {
+            Some(r) => r.message.correlation_id.as_deref(),
+            None => self.call_id(),
+        }
     }
 }

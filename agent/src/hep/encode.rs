@@ -7,6 +7,7 @@
 use std::net::IpAddr;
 
 use super::chunk::{self, HEADER_LEN, MAGIC, PACKET_HEADER_LEN};
+use super::rewrite::IdentityRewrite;
 use crate::record::Record;
 
 /// Who this agent says it is in every packet.
@@ -35,20 +36,37 @@ pub enum EncodeError {
 #[derive(Clone, Debug)]
 pub struct HepEncoder {
     identity: NodeIdentity,
+    /// Applied to records received as HEP, which are otherwise forwarded as they came.
+    relay: IdentityRewrite,
 }
 
 impl HepEncoder {
     pub fn new(identity: NodeIdentity) -> Self {
-        HepEncoder { identity }
+        HepEncoder {
+            identity,
+            relay: IdentityRewrite::default(),
+        }
+    }
+
+    /// Rewrites the identity chunks of relayed HEP (heplify's `-replacetoken`); by default a
+    /// relayed HEPv3 message leaves byte for byte as it came.
+    pub fn with_relay_rewrite(mut self, relay: IdentityRewrite) -> Self {
+        self.relay = relay;
+        self
     }
 
     pub fn identity(&self) -> &NodeIdentity {
         &self.identity
     }
 
-    /// Appends one HEP3 packet for `record` to `out` and returns its length. On error `out` is
-    /// left as it was.
+    /// Appends one HEP3 packet for `record` to `out` and returns its length. A record received
+    /// as HEP is relayed ([`crate::hep::HepMessage::relay_v3`]): HEPv3 byte for byte unless a
+    /// relay rewrite is set, other versions re-encoded as HEPv3. On error `out` is left as it
+    /// was.
     pub fn encode(&self, record: &Record, out: &mut Vec<u8>) -> Result<usize, EncodeError> {
+        if let Some(received) = record.source.received() {
+            return received.message.relay_v3(&self.relay, out);
+        }
         let start = out.len();
         let result = self.encode_inner(record, out, start);
         if result.is_err() {

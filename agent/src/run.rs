@@ -1,0 +1,127 @@
+//! `hepcap run`: the long-running agent. Today its sources are HEP listeners; live capture
+//! joins them in its own module.
+//!
+//! Listeners never wait on sinks: they push into the pipeline's ring under a dropping policy.
+//! On SIGINT or SIGTERM the listeners stop accepting, the pipeline drains to the sinks and
+//! flushes them, and the process exits 0.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::Context;
+
+use crate::pipeline::Pipeline;
+use crate::record::HepListener;
+use crate::source::hep_listen::{
+    Intake, IntakeConfig, ListenAddr, ListenKind, ListenerTotals, StreamConfig, UdpConfig,
+    spawn_stream_listener, spawn_udp_listener,
+};
+
+/// Everything `run` needs besides the pipeline.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub listen: Vec<ListenAddr>,
+    pub intake: IntakeConfig,
+    pub udp: UdpConfig,
+    pub max_connections: usize,
+    pub idle_timeout: Duration,
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+}
+
+/// Starts the listeners, waits for SIGINT/SIGTERM, stops them. Returns each listener's totals.
+pub fn run(
+    opts: &RunOptions,
+    pipeline: &Pipeline,
+) -> anyhow::Result<Vec<(String, ListenerTotals)>> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("hepcap-rt")
+        .enable_all()
+        .build()
+        .context("start tokio runtime")?;
+    runtime.block_on(serve(opts, pipeline))
+}
+
+async fn serve(
+    opts: &RunOptions,
+    pipeline: &Pipeline,
+) -> anyhow::Result<Vec<(String, ListenerTotals)>> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
+    let mut intakes = Vec::new();
+    let mut threads = Vec::new();
+    let mut tasks = Vec::new();
+
+    for listen in &opts.listen {
+        let kind = match listen.kind {
+            ListenKind::Udp => HepListener::Udp,
+            ListenKind::Tcp => HepListener::Tcp,
+            ListenKind::Tls => HepListener::Tls,
+        };
+        let intake = Arc::new(Intake::new(
+            kind,
+            listen.to_string(),
+            opts.intake.clone(),
+            pipeline.ring(),
+        ));
+        intakes.push(Arc::clone(&intake));
+        match listen.kind {
+            ListenKind::Udp => {
+                let (_, t) = spawn_udp_listener(listen.addr, opts.udp, intake, Arc::clone(&stop))
+                    .with_context(|| format!("listen on {listen}"))?;
+                threads.push(t);
+            }
+            ListenKind::Tcp | ListenKind::Tls => {
+                let tls = match listen.kind {
+                    ListenKind::Tls => Some(
+                        opts.tls
+                            .clone()
+                            .context("tls:// listener needs --tls-cert and --tls-key")?,
+                    ),
+                    _ => None,
+                };
+                let config = StreamConfig {
+                    max_connections: opts.max_connections,
+                    idle_timeout: opts.idle_timeout,
+                    tls,
+                };
+                let (_, t) =
+                    spawn_stream_listener(listen.addr, config, intake, shutdown_rx.clone())
+                        .await
+                        .with_context(|| format!("listen on {listen}"))?;
+                tasks.push(t);
+            }
+        }
+    }
+    tracing::info!(
+        listeners = opts.listen.len(),
+        "hepcap running; Ctrl-C or SIGTERM stops it"
+    );
+
+    wait_for_signal().await?;
+    tracing::info!("stopping: no new messages accepted, draining to the sinks");
+    stop.store(true, Ordering::Relaxed);
+    let _ = shutdown_tx.send(true);
+    for t in tasks {
+        let _ = t.await;
+    }
+    for t in threads {
+        let _ = tokio::task::spawn_blocking(move || t.join()).await;
+    }
+    Ok(intakes
+        .iter()
+        .map(|i| (i.label().to_string(), i.stats().totals()))
+        .collect())
+}
+
+async fn wait_for_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("install SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("install SIGINT handler")?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    Ok(())
+}
