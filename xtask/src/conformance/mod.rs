@@ -1,0 +1,350 @@
+//! `cargo xtask conformance`: for every capture in the shared corpus (`../shared/pcaps`) and
+//! in `pcaps/`, computes tshark's rows live, runs hepcap on the file, and compares message by
+//! message (see [`rows`] for the rules and [`cases`] for the files that are refused on
+//! purpose). Prints a table and fails on any difference.
+//!
+//! `rows`, `json` and `cases` are plain `std` so that `tests/tests/conformance.rs` compiles the
+//! same files against the committed `pcaps/expected/*.tsv` without tshark.
+
+pub mod cases;
+pub mod json;
+pub mod rows;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use anyhow::{Context, bail};
+
+use crate::{tshark, workspace};
+use cases::Expect;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Use this hepcap binary instead of building one.
+    #[arg(long)]
+    hepcap: Option<PathBuf>,
+    /// Build and use the release binary (default: debug).
+    #[arg(long)]
+    release: bool,
+    /// Only files whose name contains this text.
+    #[arg(long)]
+    only: Option<String>,
+    /// Differences shown per failing file.
+    #[arg(long, default_value_t = 10)]
+    max_diffs: usize,
+}
+
+/// Outcome for one file.
+#[derive(Debug)]
+struct FileResult {
+    shown: String,
+    tshark_all: Option<usize>,
+    tshark_compared: Option<usize>,
+    hepcap: Option<usize>,
+    verdict: &'static str,
+    note: String,
+    problems: Vec<String>,
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let Args {
+        hepcap,
+        release,
+        only,
+        max_diffs,
+    } = args;
+
+    println!("tshark: {}", tshark::version()?);
+    let bin = match hepcap {
+        Some(path) => path,
+        None => build_hepcap(release)?,
+    };
+    println!("hepcap: {}", bin.display());
+
+    let shared = workspace::shared_pcaps_dir();
+    if !shared.is_dir() {
+        bail!(
+            "shared corpus not found at {} (expected next to the workspace)",
+            shared.display()
+        );
+    }
+    let mut files = Vec::new();
+    for (label, dir) in [("shared", shared), ("pcaps", workspace::pcaps_dir())] {
+        for path in workspace::captures_in(&dir)? {
+            let name = workspace::file_name(&path)?.to_owned();
+            if only.as_deref().is_none_or(|o| name.contains(o)) {
+                files.push((format!("{label}/{name}"), name, path));
+            }
+        }
+    }
+
+    // tshark is the slow part: run it once per distinct content (the copies in `pcaps/` are
+    // byte-identical to their originals), on every core.
+    let mut contents: Vec<Vec<u8>> = Vec::new();
+    let mut content_of = Vec::with_capacity(files.len());
+    let mut first_path: Vec<&Path> = Vec::new();
+    for (_, _, path) in &files {
+        let bytes = std::fs::read(path).with_context(|| format!("read {}", path.display()))?;
+        let index = match contents.iter().position(|c| *c == bytes) {
+            Some(i) => i,
+            None => {
+                contents.push(bytes);
+                first_path.push(path);
+                contents.len() - 1
+            }
+        };
+        content_of.push(index);
+    }
+    let tshark_results = parallel_map(&first_path, |path| tshark_view(path));
+
+    let mut results = Vec::with_capacity(files.len());
+    for ((shown, name, path), index) in files.iter().zip(content_of) {
+        let view = tshark_results[index]
+            .as_ref()
+            .map_err(|e| anyhow::anyhow!("{e:#}"))?;
+        let result = check_file(&bin, shown, name, path, view, max_diffs)
+            .with_context(|| format!("check {}", path.display()))?;
+        results.push(result);
+    }
+
+    print_table(&results);
+    let failed: Vec<&FileResult> = results.iter().filter(|r| !r.problems.is_empty()).collect();
+    for r in &failed {
+        println!("\n{}:", r.shown);
+        for p in &r.problems {
+            println!("  {p}");
+        }
+    }
+    println!("\nExcluded: files hepcap must refuse (checked for a clean error, not compared):");
+    for (file, why) in cases::REJECTED {
+        println!("  {file}: {why}");
+    }
+    println!("Damaged files (compared up to the damage, then checked for a clean error):");
+    for (file, why) in cases::MATCH_THEN_ERROR {
+        println!("  {file}: {why}");
+    }
+    println!("\nFilter: {}", tshark::filter());
+
+    if !failed.is_empty() {
+        bail!("{} of {} files do not conform", failed.len(), results.len());
+    }
+    println!("\nAll {} files conform.", results.len());
+    Ok(())
+}
+
+/// Builds the hepcap binary with cargo and returns its path.
+fn build_hepcap(release: bool) -> anyhow::Result<PathBuf> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let mut cmd = Command::new(&cargo);
+    cmd.current_dir(workspace::root())
+        .args(["build", "--quiet", "-p", "hepcap", "--bin", "hepcap"]);
+    if release {
+        cmd.arg("--release");
+    }
+    let status = cmd.status().with_context(|| format!("run {cargo} build"))?;
+    if !status.success() {
+        bail!("cargo build -p hepcap failed ({status})");
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace::root().join("target"));
+    let bin = target
+        .join(if release { "release" } else { "debug" })
+        .join("hepcap");
+    if !bin.is_file() {
+        bail!("hepcap binary not found at {}", bin.display());
+    }
+    Ok(bin)
+}
+
+/// What tshark says about one capture.
+#[derive(Debug)]
+struct TsharkView {
+    /// Frames decoded as SIP at all.
+    all: Option<usize>,
+    /// The filtered rows command.
+    out: Output,
+}
+
+fn tshark_view(path: &Path) -> anyhow::Result<TsharkView> {
+    Ok(TsharkView {
+        all: tshark::count_sip_frames(path)?,
+        out: tshark::run(path)?,
+    })
+}
+
+/// `f` over `items` on every available core, results in input order.
+fn parallel_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let next = AtomicUsize::new(0);
+    let slots: Vec<Mutex<Option<R>>> = items.iter().map(|_| Mutex::new(None)).collect();
+    std::thread::scope(|scope| {
+        for _ in 0..workers.min(items.len()) {
+            scope.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(item) = items.get(i) else { break };
+                    let result = f(item);
+                    *slots[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(result);
+                }
+            });
+        }
+    });
+    slots
+        .into_iter()
+        .map(|slot| {
+            slot.into_inner()
+                .unwrap_or_else(|e| e.into_inner())
+                .expect("every index below items.len() is taken by exactly one worker")
+        })
+        .collect()
+}
+
+fn check_file(
+    bin: &Path,
+    shown: &str,
+    name: &str,
+    path: &Path,
+    view: &TsharkView,
+    max_diffs: usize,
+) -> anyhow::Result<FileResult> {
+    let expect = cases::expect(name);
+    let mut result = FileResult {
+        shown: shown.to_owned(),
+        tshark_all: view.all,
+        tshark_compared: None,
+        hepcap: None,
+        verdict: "ok",
+        note: cases::subset_note(name).unwrap_or_default().to_owned(),
+        problems: Vec::new(),
+    };
+
+    let tshark_out = &view.out;
+    let tshark_rows = match rows::parse_tshark(&String::from_utf8_lossy(&tshark_out.stdout)) {
+        Ok(parsed) => Some(parsed),
+        Err(e) if expect == Expect::Match => {
+            result.problems.push(format!(
+                "tshark output unusable: {e}; tshark said: {}",
+                tshark::stderr_text(tshark_out)
+            ));
+            None
+        }
+        Err(_) => None,
+    };
+    if expect == Expect::Match && !tshark_out.status.success() {
+        result.problems.push(format!(
+            "tshark failed ({}): {}",
+            tshark_out.status,
+            tshark::stderr_text(tshark_out)
+        ));
+    }
+
+    let out = Command::new(bin)
+        .args(["replay", "-q", "--jsonl", "-"])
+        .arg(path)
+        .output()
+        .with_context(|| format!("run {}", bin.display()))?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let hepcap = rows::parse_hepcap(&String::from_utf8_lossy(&out.stdout));
+
+    match &hepcap {
+        Ok(h) => {
+            result.hepcap = Some(h.rows.len());
+            if h.other > 0 {
+                result.note = join_note(&result.note, &format!("{} non-UDP records", h.other));
+            }
+        }
+        Err(e) => result.problems.push(format!("hepcap output unusable: {e}")),
+    }
+
+    match expect {
+        Expect::Rejected(why) => {
+            result.note = join_note(&result.note, why);
+            result.verdict = "refused";
+            result.problems.extend(cases::check_reported(
+                &stderr,
+                out.status.success(),
+                &path.display().to_string(),
+            ));
+            if result.hepcap.is_some_and(|n| n > 0) {
+                result
+                    .problems
+                    .push("hepcap emitted records for a refused file".to_owned());
+            }
+        }
+        Expect::Match | Expect::MatchThenError(_) => {
+            if let Expect::MatchThenError(why) = expect {
+                result.note = join_note(&result.note, why);
+                result.verdict = "ok+error";
+                result.problems.extend(cases::check_reported(
+                    &stderr,
+                    out.status.success(),
+                    &path.display().to_string(),
+                ));
+            } else if !out.status.success() || stderr.contains("panicked") {
+                result
+                    .problems
+                    .push(format!("hepcap failed ({}): {}", out.status, stderr.trim()));
+            }
+            if let (Some(t), Ok(h)) = (&tshark_rows, &hepcap) {
+                result.tshark_compared = Some(t.rows.len());
+                if !t.without_start_line.is_empty() {
+                    result.note = join_note(
+                        &result.note,
+                        &format!(
+                            "{} tshark SIP frames without a start line set aside: {:?}",
+                            t.without_start_line.len(),
+                            t.without_start_line
+                        ),
+                    );
+                }
+                result
+                    .problems
+                    .extend(rows::compare(&t.rows, &h.rows, max_diffs));
+            }
+        }
+    }
+    if !result.problems.is_empty() {
+        result.verdict = "FAIL";
+    }
+    Ok(result)
+}
+
+fn join_note(a: &str, b: &str) -> String {
+    if a.is_empty() {
+        b.to_owned()
+    } else {
+        format!("{a}; {b}")
+    }
+}
+
+fn print_table(results: &[FileResult]) {
+    let width = results
+        .iter()
+        .map(|r| r.shown.len())
+        .max()
+        .unwrap_or(4)
+        .max(4);
+    let num = |n: Option<usize>| n.map_or("-".to_owned(), |n| n.to_string());
+    println!(
+        "\n{:width$}  {:>10}  {:>11}  {:>6}  {:8}  note",
+        "file", "tshark sip", "tshark cmp.", "hepcap", "result"
+    );
+    for r in results {
+        println!(
+            "{:width$}  {:>10}  {:>11}  {:>6}  {:8}  {}",
+            r.shown,
+            num(r.tshark_all),
+            num(r.tshark_compared),
+            num(r.hepcap),
+            r.verdict,
+            r.note
+        );
+    }
+    println!(
+        "\ntshark sip: frames tshark decodes as SIP (no reassembly); tshark cmp.: those the \
+         filter keeps and hepcap must reproduce; hepcap: SIP/UDP records hepcap wrote."
+    );
+}
