@@ -124,10 +124,12 @@ fn classify_non_sip(src_port: u16, dst_port: u16, payload: &[u8]) -> SkipReason 
         return SkipReason::Tunnel;
     }
     // RTP version 2 with an RTCP packet type 200..=207 (RFC 3550, RFC 3611).
-    if let [first, pt, ..] = payload {
-        if first >> 6 == 2 && (200..=207).contains(pt) && payload.len() >= 8 {
-            return SkipReason::Rtcp;
-        }
+    if let [first, pt, ..] = payload
+        && first >> 6 == 2
+        && (200..=207).contains(pt)
+        && payload.len() >= 8
+    {
+        return SkipReason::Rtcp;
     }
     SkipReason::NonSipUdp
 }

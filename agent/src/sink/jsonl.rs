@@ -32,7 +32,7 @@
 
 use std::fs::File;
 use std::io::{self, Stdout, Write};
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
 use base64::display::Base64Display;
@@ -40,10 +40,10 @@ use base64::engine::general_purpose::STANDARD;
 use serde::{Serialize, Serializer};
 use tracing::{error, warn};
 
-use super::log_limit::LogLimit;
 use super::{Sink, SinkStats};
 use crate::hep::NodeIdentity;
 use crate::record::{Record, SipKind, Timestamp};
+use crate::telemetry::LogLimit;
 
 /// Buffered bytes that trigger a write.
 pub const WRITE_AT: usize = 64 * 1024;
@@ -242,8 +242,14 @@ struct Line<'a> {
     dst_ip: IpAddr,
     dst_port: u16,
     vlan: Option<u16>,
-    node_id: u32,
+    node_id: Option<u32>,
     node_name: Option<&'a str>,
+    /// Sender of a record received as HEP.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    peer: Option<SocketAddr>,
+    /// Wire format of a record received as HEP: `v1`, `v2`, `v3` or `protobuf`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    hep_version: Option<&'static str>,
     correlation_id: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     correlation_id_base64: Option<Base64<'a>>,
@@ -292,6 +298,18 @@ impl<'a> Line<'a> {
             None => (None, None),
         };
         let (payload, payload_base64) = text(&record.payload);
+        // A relayed record carries its sender's identity, not ours.
+        let received = record.source.received();
+        let (node_id, node_name) = match received {
+            Some(r) => (
+                r.message.capture_id,
+                r.message
+                    .node_name
+                    .as_deref()
+                    .and_then(|n| std::str::from_utf8(n).ok()),
+            ),
+            None => (Some(identity.node_id), identity.node_name.as_deref()),
+        };
 
         Line {
             timestamp,
@@ -304,8 +322,10 @@ impl<'a> Line<'a> {
             dst_ip: record.dst,
             dst_port: record.dst_port,
             vlan: record.vlan,
-            node_id: identity.node_id,
-            node_name: identity.node_name.as_deref(),
+            node_id,
+            node_name,
+            peer: received.map(|r| r.peer),
+            hep_version: received.map(|r| r.message.version.as_str()),
             correlation_id,
             correlation_id_base64,
             sip: record.sip.as_ref().map(|_| SipLine::new(record)),
@@ -462,6 +482,45 @@ mod tests {
     const INVITE: &[u8] = b"INVITE sip:bob@example.com SIP/2.0\r\n\
 Call-ID: a84b4c76e66710@pc33\r\n\
 CSeq: 314159 INVITE\r\n\r\n";
+
+    /// A record received as HEPv2 from a peer shows the sender's identity, not ours.
+    #[test]
+    fn relayed_record_shows_sender() {
+        use crate::hep::{Limits, decode_datagram};
+        use crate::record::HepListener;
+        use crate::source::hep_listen::received_record;
+
+        // HEPv2, IPv4: version 2, length 16, family 2, UDP, ports 5060 → 5080, addresses,
+        // then seconds 1313440459 and microseconds 120000 little-endian, capture id 42.
+        let mut v2 = vec![
+            2, 16, 2, 17, 0x13, 0xc4, 0x13, 0xd8, 10, 0, 0, 1, 10, 0, 0, 2,
+        ];
+        v2.extend_from_slice(&1_313_440_459u32.to_le_bytes());
+        v2.extend_from_slice(&120_000u32.to_le_bytes());
+        v2.extend_from_slice(&42u16.to_le_bytes());
+        v2.extend_from_slice(&[0, 0]);
+        v2.extend_from_slice(INVITE);
+        let message = decode_datagram(Bytes::from(v2), &Limits::default()).unwrap();
+        let peer: SocketAddr = "127.0.0.1:40000".parse().unwrap();
+        let r = received_record(HepListener::Udp, peer, message, Timestamp(0));
+
+        let file = TempFile::new("relay");
+        let mut sink = JsonlSink::new(file.0.to_str().unwrap(), identity()).unwrap();
+        sink.send_batch(&[r]);
+        sink.flush();
+        let line = &file.lines()[0];
+        assert_eq!(line["source"], "hep-udp");
+        assert_eq!(line["hep_version"], "v2");
+        assert_eq!(line["peer"], "127.0.0.1:40000");
+        assert_eq!(line["node_id"], 42);
+        assert_eq!(line["node_name"], Value::Null);
+        assert_eq!(line["timestamp"], "2011-08-15T20:34:19.120000Z");
+        assert_eq!(line["src_ip"], "10.0.0.1");
+        assert_eq!(line["dst_port"], 5080);
+        assert_eq!(line["correlation_id"], Value::Null);
+        assert_eq!(line["sip"]["call_id"], "a84b4c76e66710@pc33");
+        assert_eq!(line["payload"], std::str::from_utf8(INVITE).unwrap());
+    }
 
     #[test]
     fn writes_the_contract_keys() {

@@ -5,7 +5,6 @@
 //! free of sink failure handling; the pipeline reads the stats.
 
 mod jsonl;
-mod log_limit;
 mod target;
 mod tcp;
 mod udp;

@@ -28,10 +28,10 @@ use std::time::{Duration, Instant};
 use socket2::{SockRef, TcpKeepalive};
 use tracing::{debug, error, info, warn};
 
-use super::log_limit::LogLimit;
 use super::{HepTarget, Sink, SinkStats};
 use crate::hep::{EncodeError, HepEncoder};
 use crate::record::Record;
+use crate::telemetry::LogLimit;
 
 /// How long one batch waits for the collector through reconnects before it is dropped.
 pub const SINK_DOWN_TIMEOUT: Duration = Duration::from_secs(10);

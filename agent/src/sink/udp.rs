@@ -28,10 +28,10 @@ use std::time::{Duration, Instant};
 
 use tracing::{error, warn};
 
-use super::log_limit::LogLimit;
 use super::{HepTarget, MAX_UDP_HEP, Sink, SinkStats};
 use crate::hep::{EncodeError, HepEncoder};
 use crate::record::Record;
+use crate::telemetry::LogLimit;
 
 /// Pause before retrying a datagram the kernel refused with `ENOBUFS` or `EAGAIN`.
 const NOBUFS_WAIT: Duration = Duration::from_millis(1);

@@ -7,7 +7,7 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use super::stats::ListenerStats;
-use crate::hep::{HepMessage, Limits, decode_datagram};
+use crate::hep::{HepMessage, HepVersion, Limits, decode_datagram};
 use crate::pipeline::Ring;
 use crate::record::{HepListener, PROTO_SIP, Received, Record, Source, Timestamp, Transport};
 use crate::sip::SipScan;
@@ -67,15 +67,15 @@ impl Intake {
                 return;
             }
         };
-        if let Some(expected) = &self.config.password {
-            if message.auth_key.as_deref() != Some(expected.as_bytes()) {
-                self.reject(
-                    "password",
-                    peer,
-                    &"wrong or missing password (chunk 0x000e)",
-                );
-                return;
-            }
+        if let Some(expected) = &self.config.password
+            && message.auth_key.as_deref() != Some(expected.as_bytes())
+        {
+            self.reject(
+                "password",
+                peer,
+                &"wrong or missing password (chunk 0x000e)",
+            );
+            return;
         }
         if message.is_keepalive() {
             self.stats.keepalive();
@@ -118,6 +118,11 @@ pub fn received_record(
     mut message: HepMessage,
     now: Timestamp,
 ) -> Record {
+    // HEPv1/v2 have no protocol type: they only ever carry SIP. Homer drops a message without
+    // one, so the relayed HEPv3 says SIP explicitly.
+    if matches!(message.version, HepVersion::V1 | HepVersion::V2) && message.proto_type.is_none() {
+        message.proto_type = Some(PROTO_SIP);
+    }
     if message.ts_sec.is_none() {
         message.ts_sec = Some(now.secs() as u32);
         message.ts_usec = Some(now.subsec_micros());

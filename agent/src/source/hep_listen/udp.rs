@@ -113,9 +113,9 @@ fn receive_loop(socket: &Socket, batch: usize, intake: &Intake, stop: &AtomicBoo
     while !stop.load(Ordering::Relaxed) {
         iovecs.clear();
         headers.clear();
-        for i in 0..batch {
+        for buffer in buffers.iter_mut() {
             iovecs.push(libc::iovec {
-                iov_base: buffers[i].as_mut_ptr().cast(),
+                iov_base: buffer.as_mut_ptr().cast(),
                 iov_len: MAX_DATAGRAM,
             });
         }
