@@ -25,6 +25,9 @@ fn record(n: u64) -> Record {
     }
 }
 
+type Seen = Arc<Mutex<Vec<u64>>>;
+type Gate = Arc<(Mutex<bool>, Condvar)>;
+
 /// Remembers the timestamps it received; optionally slow, optionally held at a gate.
 struct Collect {
     name: String,
@@ -48,13 +51,7 @@ impl Collect {
     }
 
     /// A sink that takes one batch, then waits until the gate opens.
-    fn gated(
-        name: &str,
-    ) -> (
-        Box<dyn Sink>,
-        Arc<Mutex<Vec<u64>>>,
-        Arc<(Mutex<bool>, Condvar)>,
-    ) {
+    fn gated(name: &str) -> (Box<dyn Sink>, Seen, Gate) {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let gate = Arc::new((Mutex::new(false), Condvar::new()));
         let sink = Collect {
