@@ -71,6 +71,20 @@ fn build_sinks_with(
             HepTransport::Tcp => Box::new(
                 TcpHepSink::new(target, encoder).with_context(|| format!("hep sink {target}"))?,
             ),
+            HepTransport::Tls => {
+                if args.tls_insecure {
+                    tracing::warn!(sink = %target, "--tls-insecure: the collector's certificate is not verified");
+                } else if args.tls_ca.is_none() {
+                    anyhow::bail!(
+                        "{target}: give --tls-ca FILE (the collector's CA) or --tls-insecure"
+                    );
+                }
+                let config = hepcap::tls::client_config(args.tls_ca.as_deref(), args.tls_insecure)?;
+                Box::new(
+                    TcpHepSink::new_tls(target, encoder, config)
+                        .with_context(|| format!("hep sink {target}"))?,
+                )
+            }
         };
         sinks.push(sink);
     }

@@ -4,6 +4,7 @@
 //! counts in its [`SinkStats`] with a reason, and logs at a bounded rate. This keeps sources
 //! free of sink failure handling; the pipeline reads the stats.
 
+mod conn;
 mod jsonl;
 mod target;
 mod tcp;

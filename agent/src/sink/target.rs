@@ -8,6 +8,8 @@ use std::str::FromStr;
 pub enum HepTransport {
     Udp,
     Tcp,
+    /// TCP with TLS (rustls).
+    Tls,
 }
 
 /// A HEP destination: transport plus `host:port` (resolved when the sink connects).
@@ -21,9 +23,9 @@ pub struct HepTarget {
 /// Why a destination string was refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum TargetError {
-    #[error("'{0}' has no scheme: write udp://HOST:PORT or tcp://HOST:PORT")]
+    #[error("'{0}' has no scheme: write udp://, tcp:// or tls://HOST:PORT")]
     NoScheme(String),
-    #[error("unsupported scheme '{0}': use udp or tcp")]
+    #[error("unsupported scheme '{0}': use udp, tcp or tls")]
     Scheme(String),
     #[error("'{0}' needs HOST:PORT with a numeric port")]
     Address(String),
@@ -39,6 +41,7 @@ impl FromStr for HepTarget {
         let transport = match scheme.to_ascii_lowercase().as_str() {
             "udp" => HepTransport::Udp,
             "tcp" => HepTransport::Tcp,
+            "tls" => HepTransport::Tls,
             other => return Err(TargetError::Scheme(other.into())),
         };
         let rest = rest.trim_end_matches('/');
@@ -55,11 +58,21 @@ impl FromStr for HepTarget {
     }
 }
 
+impl HepTarget {
+    /// The host part of the address (brackets kept for IPv6 literals).
+    pub fn host(&self) -> &str {
+        self.address
+            .rsplit_once(':')
+            .map_or(self.address.as_str(), |(h, _)| h)
+    }
+}
+
 impl fmt::Display for HepTarget {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let scheme = match self.transport {
             HepTransport::Udp => "udp",
             HepTransport::Tcp => "tcp",
+            HepTransport::Tls => "tls",
         };
         write!(f, "{scheme}://{}", self.address)
     }

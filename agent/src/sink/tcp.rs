@@ -1,4 +1,5 @@
-//! HEP over TCP: HEP3 packets back to back on one stream, no extra framing (hep.md §1.8.2).
+//! HEP over TCP or TLS: HEP3 packets back to back on one stream, no extra framing
+//! (hep.md §1.8.2–1.8.3).
 //!
 //! A batch is encoded into one reused buffer and written with as few `write` calls as the
 //! kernel allows. The sink tracks how much of that buffer the current connection took; when a
@@ -22,12 +23,17 @@
 //! byte before end of stream.
 
 use std::io::{self, Write};
-use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use socket2::{SockRef, TcpKeepalive};
 use tracing::{debug, error, info, warn};
 
+use rustls::ClientConfig;
+use rustls::pki_types::ServerName;
+
+use super::conn::{Conn, Wrap};
 use super::{HepTarget, Sink, SinkStats};
 use crate::hep::{EncodeError, HepEncoder};
 use crate::record::Record;
@@ -65,7 +71,9 @@ pub struct TcpHepSink {
     buf: Vec<u8>,
     /// End offset in `buf` of each packet of the current batch.
     ends: Vec<usize>,
-    conn: Option<TcpStream>,
+    conn: Option<Conn>,
+    /// Plain TCP, or TLS with its client configuration.
+    wrap: Wrap,
     backoff: Backoff,
     /// How long a batch waits for the collector; [`SINK_DOWN_TIMEOUT`] outside tests.
     down_timeout: Duration,
@@ -116,6 +124,34 @@ impl TcpHepSink {
     /// Resolves `target` and tries to connect once. An unreachable collector is not an error
     /// here: the sink connects when it has something to send.
     pub fn new(target: &HepTarget, encoder: HepEncoder) -> io::Result<Self> {
+        Self::with_wrap(target, encoder, Wrap::Plain)
+    }
+
+    /// As [`TcpHepSink::new`], speaking TLS with `config`. The certificate must name the
+    /// host of `target` (unless `config` verifies nothing, `--tls-insecure`).
+    pub fn new_tls(
+        target: &HepTarget,
+        encoder: HepEncoder,
+        config: Arc<ClientConfig>,
+    ) -> io::Result<Self> {
+        let host = target
+            .host()
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
+        let server_name = ServerName::try_from(host)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        Self::with_wrap(
+            target,
+            encoder,
+            Wrap::Tls {
+                config,
+                server_name,
+            },
+        )
+    }
+
+    fn with_wrap(target: &HepTarget, encoder: HepEncoder, wrap: Wrap) -> io::Result<Self> {
         let addrs: Vec<SocketAddr> = target.address.to_socket_addrs()?.collect();
         if addrs.is_empty() {
             return Err(io::Error::new(
@@ -132,6 +168,7 @@ impl TcpHepSink {
             buf: Vec::new(),
             ends: Vec::new(),
             conn: None,
+            wrap,
             backoff: Backoff::new(),
             down_timeout: SINK_DOWN_TIMEOUT,
             shedding: false,
@@ -215,11 +252,14 @@ impl TcpHepSink {
 
         let mut last_error = None;
         for addr in &self.addrs {
-            match TcpStream::connect_timeout(addr, CONNECT_TIMEOUT) {
+            let connected = TcpStream::connect_timeout(addr, CONNECT_TIMEOUT).and_then(|stream| {
+                if let Err(e) = configure(&stream) {
+                    warn!(sink = %self.name, error = %e, "setting hep socket options failed");
+                }
+                self.wrap.wrap(stream)
+            });
+            match connected {
                 Ok(stream) => {
-                    if let Err(e) = configure(&stream) {
-                        warn!(sink = %self.name, error = %e, "setting hep socket options failed");
-                    }
                     if let Some(suppressed) = self.up_log.allow(now) {
                         info!(
                             sink = %self.name,
@@ -352,9 +392,9 @@ impl Sink for TcpHepSink {
 
 impl Drop for TcpHepSink {
     fn drop(&mut self) {
-        if let Some(conn) = &self.conn {
+        if let Some(conn) = self.conn.as_mut() {
             // FIN after the queued data: the collector reads everything, then end of stream.
-            let _ = conn.shutdown(Shutdown::Write);
+            conn.close();
         }
     }
 }

@@ -102,7 +102,15 @@ impl CaptureFile {
                 self.packets += 1;
                 let h = packet.header;
                 // With nanosecond precision libpcap stores nanoseconds in tv_usec.
-                let secs = u64::try_from(h.ts.tv_sec).unwrap_or(0);
+                // pcap stores unsigned 32-bit seconds but libpcap hands them over as a signed
+                // 32-bit value: times after January 2038 come out negative. Undo the wrap.
+                let tv_sec: i64 = h.ts.tv_sec;
+                let secs = if tv_sec < 0 {
+                    tv_sec + (1 << 32)
+                } else {
+                    tv_sec
+                };
+                let secs = u64::try_from(secs).unwrap_or(0);
                 let nanos = u32::try_from(h.ts.tv_usec).unwrap_or(0);
                 Some(Ok(Frame {
                     ts: Timestamp::from_parts(secs, nanos / 1000),

@@ -1,0 +1,84 @@
+//! The byte stream under a stream HEP sink: plain TCP, or TLS over TCP (rustls).
+
+use std::io::{self, Write};
+use std::net::{Shutdown, TcpStream};
+use std::sync::Arc;
+
+use rustls::pki_types::ServerName;
+use rustls::{ClientConfig, ClientConnection, StreamOwned};
+
+/// How a stream sink wraps its TCP connections.
+#[derive(Clone, Debug)]
+pub(super) enum Wrap {
+    Plain,
+    Tls {
+        config: Arc<ClientConfig>,
+        server_name: ServerName<'static>,
+    },
+}
+
+/// One open connection.
+#[derive(Debug)]
+pub(super) enum Conn {
+    Plain(TcpStream),
+    Tls(Box<StreamOwned<ClientConnection, TcpStream>>),
+}
+
+impl Wrap {
+    /// Wraps a connected socket; for TLS the handshake completes here, so a collector that
+    /// refuses our certificate checks fails the connect, not a later write.
+    pub(super) fn wrap(&self, stream: TcpStream) -> io::Result<Conn> {
+        match self {
+            Wrap::Plain => Ok(Conn::Plain(stream)),
+            Wrap::Tls {
+                config,
+                server_name,
+            } => {
+                let conn = ClientConnection::new(Arc::clone(config), server_name.clone())
+                    .map_err(io::Error::other)?;
+                let mut tls = StreamOwned::new(conn, stream);
+                while tls.conn.is_handshaking() {
+                    tls.conn.complete_io(&mut tls.sock)?;
+                }
+                Ok(Conn::Tls(Box::new(tls)))
+            }
+        }
+    }
+}
+
+impl Conn {
+    /// Ends the stream after what was written: TLS close_notify, then FIN.
+    pub(super) fn close(&mut self) {
+        match self {
+            Conn::Plain(s) => {
+                let _ = s.shutdown(Shutdown::Write);
+            }
+            Conn::Tls(t) => {
+                t.conn.send_close_notify();
+                let _ = t.flush();
+                let _ = t.sock.shutdown(Shutdown::Write);
+            }
+        }
+    }
+}
+
+impl Write for Conn {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Conn::Plain(s) => s.write(buf),
+            Conn::Tls(t) => {
+                let n = t.write(buf)?;
+                // Push the TLS records out now: a batch must not sit in rustls's buffer.
+                t.flush()?;
+                Ok(n)
+            }
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Conn::Plain(s) => s.flush(),
+            Conn::Tls(t) => t.flush(),
+        }
+    }
+}
