@@ -66,5 +66,8 @@ pub fn require_tool(name: &str) {
         .output()
         .map(|o| o.status.success())
         .unwrap_or(false);
-    assert!(found, "prerequisite missing: `{name}` is not installed (run .ci/run or install it)");
+    assert!(
+        found,
+        "prerequisite missing: `{name}` is not installed (run .ci/run or install it)"
+    );
 }

@@ -13,7 +13,11 @@ fn le32(b: &[u8]) -> u32 {
 #[test]
 fn real_frame_truncated_at_every_length() {
     let bytes = std::fs::read(pcaps_dir().join(CAPTURE)).expect("read capture");
-    assert_eq!(le32(&bytes[0..4]), 0xa1b2_c3d4, "little-endian microsecond pcap");
+    assert_eq!(
+        le32(&bytes[0..4]),
+        0xa1b2_c3d4,
+        "little-endian microsecond pcap"
+    );
     let header = &bytes[..24];
     let record = &bytes[24..40];
     let caplen = le32(&record[8..12]) as usize;
@@ -35,15 +39,29 @@ fn real_frame_truncated_at_every_length() {
     let path = dir.join("truncations.pcap");
     std::fs::write(&path, &pcap).expect("write pcap");
 
-    let out = hepcap().args(["replay", "--jsonl", "-"]).arg(&path).output().expect("run");
+    let out = hepcap()
+        .args(["replay", "--jsonl", "-"])
+        .arg(&path)
+        .output()
+        .expect("run");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
     let stdout = String::from_utf8(out.stdout).expect("utf-8 jsonl");
     let complete = caplen + 1 - needed;
-    assert_eq!(stdout.lines().count(), complete, "records from frames holding the datagram");
-    assert!(stderr.contains(&format!("{} packets", caplen + 1)), "{stderr}");
-    assert!(stderr.contains(&format!("skipped truncated: {needed}")), "{stderr}");
+    assert_eq!(
+        stdout.lines().count(),
+        complete,
+        "records from frames holding the datagram"
+    );
+    assert!(
+        stderr.contains(&format!("{} packets", caplen + 1)),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("skipped truncated: {needed}")),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -58,17 +76,31 @@ fn truncated_file_keeps_the_records_before_the_cut() {
     let path = scratch_dir("bad_input").join("cut.pcap");
     std::fs::write(&path, &pcap).expect("write pcap");
 
-    let out = hepcap().args(["replay", "--jsonl", "-"]).arg(&path).output().expect("run");
+    let out = hepcap()
+        .args(["replay", "--jsonl", "-"])
+        .arg(&path)
+        .output()
+        .expect("run");
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "non-zero exit for a damaged file: {stderr}");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "non-zero exit for a damaged file: {stderr}"
+    );
     assert!(!stderr.contains("panicked"), "{stderr}");
-    assert!(stderr.contains("cut.pcap"), "the error names the file: {stderr}");
+    assert!(
+        stderr.contains("cut.pcap"),
+        "the error names the file: {stderr}"
+    );
     assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 2);
 }
 
 #[test]
 fn bad_flags_are_clear_errors() {
-    let out = hepcap().args(["replay", "x.pcap", "--hep", "9060"]).output().expect("run");
+    let out = hepcap()
+        .args(["replay", "x.pcap", "--hep", "9060"])
+        .output()
+        .expect("run");
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("udp://HOST:PORT"), "{stderr}");
@@ -76,7 +108,10 @@ fn bad_flags_are_clear_errors() {
     let out = hepcap().args(["replay"]).output().expect("run");
     assert_eq!(out.status.code(), Some(2), "no file given");
 
-    let out = hepcap().args(["replay", "/nonexistent/x.pcap"]).output().expect("run");
+    let out = hepcap()
+        .args(["replay", "/nonexistent/x.pcap"])
+        .output()
+        .expect("run");
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("/nonexistent/x.pcap"), "{stderr}");

@@ -31,15 +31,25 @@ fn free_port() -> u16 {
 fn wait_tcp(port: u16, child: &mut Child) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(child.try_wait().expect("poll").is_none(), "hep_sink.py exited early");
-        assert!(Instant::now() < deadline, "hep_sink.py did not listen on {port}");
+        assert!(
+            child.try_wait().expect("poll").is_none(),
+            "hep_sink.py exited early"
+        );
+        assert!(
+            Instant::now() < deadline,
+            "hep_sink.py did not listen on {port}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
 
 /// Starts tcpdump on `lo` and waits until it says it is listening.
 fn start_tcpdump(out: &Path, ports: &[u16]) -> Child {
-    let filter = ports.iter().map(|p| format!("port {p}")).collect::<Vec<_>>().join(" or ");
+    let filter = ports
+        .iter()
+        .map(|p| format!("port {p}"))
+        .collect::<Vec<_>>()
+        .join(" or ");
     let mut child = Command::new("tcpdump")
         .args(["-i", "lo", "-U", "-s", "0", "-w"])
         .arg(out)
@@ -65,13 +75,17 @@ fn start_tcpdump(out: &Path, ports: &[u16]) -> Child {
 
 fn read_jsonl(path: &Path) -> Vec<Value> {
     let text = std::fs::read_to_string(path).expect("read jsonl");
-    text.lines().map(|l| serde_json::from_str(l).expect("json line")).collect()
+    text.lines()
+        .map(|l| serde_json::from_str(l).expect("json line"))
+        .collect()
 }
 
 /// hep_sink.py may be killed mid-line; a torn last line is ignored.
 fn read_jsonl_lossy(path: &Path) -> Vec<Value> {
     let text = std::fs::read_to_string(path).unwrap_or_default();
-    text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
+    text.lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
 }
 
 /// Microseconds since the epoch of an RFC 3339 `YYYY-MM-DDTHH:MM:SS.ffffffZ`, worked out by hand.
@@ -83,7 +97,11 @@ fn rfc3339_micros(s: &str) -> u64 {
     assert_eq!(frac.len(), 6, "six fractional digits in {s}");
     let t: Vec<i64> = hms.split(':').map(|x| x.parse().expect("time")).collect();
     // Days from the civil date (the usual era-based formula).
-    let (y, m) = if d[1] <= 2 { (d[0] - 1, d[1] + 9) } else { (d[0], d[1] - 3) };
+    let (y, m) = if d[1] <= 2 {
+        (d[0] - 1, d[1] + 9)
+    } else {
+        (d[0], d[1] - 3)
+    };
     let era = y.div_euclid(400);
     let yoe = y - era * 400;
     let doy = (153 * m + 2) / 5 + d[2] - 1;
@@ -95,7 +113,10 @@ fn rfc3339_micros(s: &str) -> u64 {
 
 #[test]
 fn rfc3339_by_hand() {
-    assert_eq!(rfc3339_micros("2011-08-15T20:34:19.120000Z"), 1_313_440_459_120_000);
+    assert_eq!(
+        rfc3339_micros("2011-08-15T20:34:19.120000Z"),
+        1_313_440_459_120_000
+    );
     assert_eq!(rfc3339_micros("1970-01-01T00:00:00.000001Z"), 1);
 }
 
@@ -109,7 +130,10 @@ fn replayed_hep_reads_back_in_independent_decoders() {
         require_tool(tool);
     }
     let harness = shared_dir().join("harness");
-    assert!(harness.join("hep_sink.py").exists(), "prerequisite missing: ../shared/harness");
+    assert!(
+        harness.join("hep_sink.py").exists(),
+        "prerequisite missing: ../shared/harness"
+    );
     let capture = pcaps_dir().join(CAPTURE);
     assert!(capture.exists(), "missing {}", capture.display());
 
@@ -138,13 +162,24 @@ fn replayed_hep_reads_back_in_independent_decoders() {
         .args(["--hep", &format!("tcp://127.0.0.1:{tcp_port}")])
         .arg("--jsonl")
         .arg(&jsonl)
-        .args(["--node-id", "4242", "--node-name", "edge-7", "--node-password", "s3cret"])
+        .args([
+            "--node-id",
+            "4242",
+            "--node-name",
+            "edge-7",
+            "--node-password",
+            "s3cret",
+        ])
         .status()
         .expect("run hepcap");
     assert!(status.success());
 
     let records = read_jsonl(&jsonl);
-    assert!(records.len() >= 20, "expected the capture's SIP messages, got {}", records.len());
+    assert!(
+        records.len() >= 20,
+        "expected the capture's SIP messages, got {}",
+        records.len()
+    );
 
     // Let the collector read everything, then stop both helpers.
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -154,7 +189,9 @@ fn replayed_hep_reads_back_in_independent_decoders() {
     let _ = sink.kill();
     let _ = sink.wait();
     std::thread::sleep(Duration::from_millis(300));
-    let _ = Command::new("kill").args(["-INT", &tcpdump.id().to_string()]).status();
+    let _ = Command::new("kill")
+        .args(["-INT", &tcpdump.id().to_string()])
+        .status();
     let _ = tcpdump.wait();
 
     check_hep_sink(&records, &read_jsonl_lossy(&sink_out));
@@ -163,8 +200,15 @@ fn replayed_hep_reads_back_in_independent_decoders() {
 
 fn check_hep_sink(records: &[Value], received: &[Value]) {
     for transport in ["udp", "tcp"] {
-        let got: Vec<&Value> = received.iter().filter(|r| r["transport"] == transport).collect();
-        assert_eq!(got.len(), records.len(), "hep_sink.py received over {transport}");
+        let got: Vec<&Value> = received
+            .iter()
+            .filter(|r| r["transport"] == transport)
+            .collect();
+        assert_eq!(
+            got.len(),
+            records.len(),
+            "hep_sink.py received over {transport}"
+        );
         for (i, (want, got)) in records.iter().zip(&got).enumerate() {
             let ctx = format!("{transport} message {i}");
             assert!(got.get("error").is_none(), "{ctx}: {got}");
@@ -181,7 +225,11 @@ fn check_hep_sink(records: &[Value], received: &[Value]) {
             assert_eq!(got["correlation_id"], want["sip"]["call_id"], "{ctx}");
             let micros = got["ts_sec"].as_u64().expect("ts_sec") * 1_000_000
                 + got["ts_usec"].as_u64().expect("ts_usec");
-            assert_eq!(micros, rfc3339_micros(want["timestamp"].as_str().expect("ts")), "{ctx}");
+            assert_eq!(
+                micros,
+                rfc3339_micros(want["timestamp"].as_str().expect("ts")),
+                "{ctx}"
+            );
             assert_eq!(got["payload"], want["payload"], "{ctx}");
         }
     }
@@ -190,19 +238,58 @@ fn check_hep_sink(records: &[Value], received: &[Value]) {
 fn check_tshark(records: &[Value], pcap: &Path, harness: &Path, udp_port: u16) {
     let out = Command::new("tshark")
         .arg("-X")
-        .arg(format!("lua_script:{}", harness.join("wireshark/hep.lua").display()))
+        .arg(format!(
+            "lua_script:{}",
+            harness.join("wireshark/hep.lua").display()
+        ))
         .arg("-r")
         .arg(pcap)
         .args(["-o", "tcp.desegment_tcp_streams:TRUE"])
-        .args(["-Y", "hep", "-T", "fields", "-E", "separator=|", "-E", "occurrence=a"])
+        .args([
+            "-Y",
+            "hep",
+            "-T",
+            "fields",
+            "-E",
+            "separator=|",
+            "-E",
+            "occurrence=a",
+        ])
         .args(["-E", "aggregator=;"])
-        .args(["-e", "udp.dstport", "-e", "hep.src_ip", "-e", "hep.dst_ip", "-e", "hep.src_port"])
-        .args(["-e", "hep.dst_port", "-e", "hep.ts_sec", "-e", "hep.ts_usec"])
-        .args(["-e", "hep.capture_id", "-e", "hep.node_name", "-e", "hep.correlation_id"])
+        .args([
+            "-e",
+            "udp.dstport",
+            "-e",
+            "hep.src_ip",
+            "-e",
+            "hep.dst_ip",
+            "-e",
+            "hep.src_port",
+        ])
+        .args([
+            "-e",
+            "hep.dst_port",
+            "-e",
+            "hep.ts_sec",
+            "-e",
+            "hep.ts_usec",
+        ])
+        .args([
+            "-e",
+            "hep.capture_id",
+            "-e",
+            "hep.node_name",
+            "-e",
+            "hep.correlation_id",
+        ])
         .args(["-e", "hep.payload"])
         .output()
         .expect("run tshark");
-    assert!(out.status.success(), "tshark: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "tshark: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8(out.stdout).expect("tshark output is text");
 
     // One line per frame; a TCP segment can carry several HEP messages (';'-aggregated).
@@ -212,8 +299,10 @@ fn check_tshark(records: &[Value], pcap: &Path, harness: &Path, udp_port: u16) {
         let f: Vec<&str> = line.split('|').collect();
         let cols: Vec<Vec<&str>> = f[1..].iter().map(|c| c.split(';').collect()).collect();
         for k in 0..cols[0].len() {
-            let msg: Vec<String> =
-                cols.iter().map(|c| c.get(k).copied().unwrap_or("").to_string()).collect();
+            let msg: Vec<String> = cols
+                .iter()
+                .map(|c| c.get(k).copied().unwrap_or("").to_string())
+                .collect();
             if f[0] == udp_port.to_string() {
                 udp_msgs.push(msg);
             } else {
@@ -222,20 +311,34 @@ fn check_tshark(records: &[Value], pcap: &Path, harness: &Path, udp_port: u16) {
         }
     }
     for (transport, msgs) in [("udp", &udp_msgs), ("tcp", &tcp_msgs)] {
-        assert_eq!(msgs.len(), records.len(), "tshark+hep.lua messages over {transport}");
+        assert_eq!(
+            msgs.len(),
+            records.len(),
+            "tshark+hep.lua messages over {transport}"
+        );
         for (i, (want, m)) in records.iter().zip(msgs.iter()).enumerate() {
             let ctx = format!("tshark {transport} message {i}");
             assert_eq!(m[0], want["src_ip"].as_str().expect("ip"), "{ctx}");
             assert_eq!(m[1], want["dst_ip"].as_str().expect("ip"), "{ctx}");
             assert_eq!(m[2], want["src_port"].to_string(), "{ctx}");
             assert_eq!(m[3], want["dst_port"].to_string(), "{ctx}");
-            let micros = m[4].parse::<u64>().expect("sec") * 1_000_000
-                + m[5].parse::<u64>().expect("usec");
-            assert_eq!(micros, rfc3339_micros(want["timestamp"].as_str().expect("ts")), "{ctx}");
+            let micros =
+                m[4].parse::<u64>().expect("sec") * 1_000_000 + m[5].parse::<u64>().expect("usec");
+            assert_eq!(
+                micros,
+                rfc3339_micros(want["timestamp"].as_str().expect("ts")),
+                "{ctx}"
+            );
             assert_eq!(m[6], "4242", "{ctx}");
             assert_eq!(m[7], "edge-7", "{ctx}");
-            assert_eq!(m[8], want["sip"]["call_id"].as_str().expect("call id"), "{ctx}");
-            let payload = want["payload"].as_str().expect("utf-8 payload in this capture");
+            assert_eq!(
+                m[8],
+                want["sip"]["call_id"].as_str().expect("call id"),
+                "{ctx}"
+            );
+            let payload = want["payload"]
+                .as_str()
+                .expect("utf-8 payload in this capture");
             assert_eq!(m[9], hex(payload.as_bytes()), "{ctx}: payload bytes");
         }
     }
