@@ -103,7 +103,7 @@ fn bad_flags_are_clear_errors() {
         .expect("run");
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("udp://HOST:PORT"), "{stderr}");
+    assert!(stderr.contains("tls://HOST:PORT"), "{stderr}");
 
     let out = hepcap().args(["replay"]).output().expect("run");
     assert_eq!(out.status.code(), Some(2), "no file given");

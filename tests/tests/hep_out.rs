@@ -73,6 +73,36 @@ fn start_tcpdump(out: &Path, ports: &[u16]) -> Child {
     child
 }
 
+/// Frames in a classic little-endian pcap file written so far.
+fn pcap_frames(path: &Path) -> usize {
+    let bytes = std::fs::read(path).unwrap_or_default();
+    let mut at = 24;
+    let mut n = 0;
+    while at + 16 <= bytes.len() {
+        let caplen =
+            u32::from_le_bytes([bytes[at + 8], bytes[at + 9], bytes[at + 10], bytes[at + 11]]);
+        at += 16 + caplen as usize;
+        if at <= bytes.len() {
+            n += 1;
+        }
+    }
+    n
+}
+
+fn wait_capture_settles(path: &Path, at_least: usize) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut last = (0, Instant::now());
+    while Instant::now() < deadline {
+        let n = pcap_frames(path);
+        if n != last.0 {
+            last = (n, Instant::now());
+        } else if n >= at_least && last.1.elapsed() > Duration::from_millis(700) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 fn read_jsonl(path: &Path) -> Vec<Value> {
     let text = std::fs::read_to_string(path).expect("read jsonl");
     text.lines()
@@ -188,7 +218,9 @@ fn replayed_hep_reads_back_in_independent_decoders() {
     }
     let _ = sink.kill();
     let _ = sink.wait();
-    std::thread::sleep(Duration::from_millis(300));
+    // tcpdump writes each packet as it sees it (-U); stop it once the file holds at least one
+    // frame per UDP message and has stopped growing.
+    wait_capture_settles(&pcap_out, records.len());
     let _ = Command::new("kill")
         .args(["-INT", &tcpdump.id().to_string()])
         .status();
