@@ -3,9 +3,11 @@
 //! This file only dispatches; each command lives in its own module. To add one, add a variant
 //! to [`Command`], a module, and a line in `main`.
 
+mod bench_replay;
 mod conformance;
 mod expected;
 mod gen_pcaps;
+mod siptraffic;
 mod tshark;
 mod workspace;
 
@@ -26,6 +28,9 @@ enum Command {
     Expected(expected::Args),
     /// Compare hepcap's JSON lines with tshark, live, for every capture in the corpus.
     Conformance(conformance::Args),
+    /// Time `hepcap replay` on 1M generated SIP messages into a counting UDP receiver and
+    /// into JSON lines; print rates, delivery, CPU and peak RSS.
+    BenchReplay(bench_replay::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -33,5 +38,6 @@ fn main() -> anyhow::Result<()> {
         Command::GenPcaps(args) => gen_pcaps::run(args),
         Command::Expected(args) => expected::run(args),
         Command::Conformance(args) => conformance::run(args),
+        Command::BenchReplay(args) => bench_replay::run(args),
     }
 }
