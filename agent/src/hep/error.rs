@@ -15,7 +15,8 @@ pub enum DecodeError {
         needed: usize,
         available: usize,
     },
-    /// The first four bytes are not `HEP3` or `EEP3`.
+    /// Not the packet id the decoder expects: `HEP3`/`EEP3` for v3, a first byte of 1 or 2
+    /// for v1/v2.
     #[error("bad magic {magic:02x?}")]
     BadMagic { magic: [u8; 4] },
     /// The HEP3 header's total length differs from the bytes given.

@@ -24,6 +24,7 @@ use super::legacy::decode_v12;
 use super::protobuf::decode_protobuf;
 use super::rewrite::{IdentityRewrite, rewrite_identity};
 use super::{DecodeError, Hep3};
+use crate::record::PROTO_SIP;
 
 /// The wire format a message arrived in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -77,7 +78,8 @@ impl Default for Limits {
 /// One received HEP message of any version, decoded into the fields common to all of them.
 ///
 /// A field is `None` when the packet did not carry it: v1 has no time and no capture id,
-/// protobuf no node name, and a v3 sender may omit any chunk.
+/// protobuf no node name, and a v3 sender may omit any chunk. v1 and v2 carry no protocol
+/// type either; it is set to SIP (1), the only payload their senders write.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HepMessage {
     pub version: HepVersion,
@@ -147,7 +149,7 @@ fn from_v3(datagram: Bytes, limits: &Limits) -> Result<HepMessage, DecodeError> 
         vlan: h.vlan,
         payload_compressed: h.payload.is_none() && payload.is_some(),
         payload,
-        raw: datagram.clone(),
+        raw: datagram,
     })
 }
 
@@ -168,7 +170,10 @@ fn from_v12(datagram: Bytes) -> Result<HepMessage, DecodeError> {
         dst_port: Some(h.dst_port),
         ts_sec: h.time.map(|t| t.ts_sec),
         ts_usec: h.time.map(|t| t.ts_usec),
-        proto_type: None,
+        // v1/v2 have no protocol type field. Every sender found writes them for SIP only
+        // (Kamailio/OpenSIPS tracing, captagent, sngrep: hep.md §1.2, §2), and Homer drops a
+        // v3 packet without a non-zero type, so the relayed packet says SIP.
+        proto_type: Some(PROTO_SIP),
         capture_id: h.time.map(|t| u32::from(t.capture_id)),
         auth_key: None,
         node_name: None,
@@ -176,7 +181,7 @@ fn from_v12(datagram: Bytes) -> Result<HepMessage, DecodeError> {
         vlan: None,
         payload: Some(share(&datagram, h.payload)),
         payload_compressed: false,
-        raw: datagram.clone(),
+        raw: datagram,
     })
 }
 

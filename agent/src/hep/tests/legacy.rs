@@ -31,7 +31,7 @@ fn v1_ipv4() {
     let m = decode(p).unwrap();
     assert_eq!(m.version, HepVersion::V1);
     assert_eq!((m.ts_sec, m.ts_usec, m.capture_id), (None, None, None));
-    assert_eq!(m.proto_type, None);
+    assert_eq!(m.proto_type, Some(1), "v1/v2 carry SIP");
     assert_eq!(m.payload.as_deref(), Some(SIP_INVITE));
 }
 

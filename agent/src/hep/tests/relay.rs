@@ -189,11 +189,10 @@ fn v1_has_no_time_chunks_unless_the_listener_sets_them() {
         .iter()
         .map(|c| c.chunk_type)
         .collect();
-    assert_eq!(types, [1, 2, 3, 4, 7, 8, 0x0f]);
+    assert_eq!(types, [1, 2, 3, 4, 7, 8, 0x0b, 0x0f]);
 
     m.ts_sec = Some(1_700_000_000);
     m.ts_usec = Some(1);
-    m.proto_type = Some(1);
     let mut out = Vec::new();
     m.relay_v3(&rewrite_all(), &mut out).unwrap();
     let h = decode_v3(&out).unwrap();
