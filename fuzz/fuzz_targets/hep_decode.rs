@@ -4,8 +4,8 @@
 
 use bytes::Bytes;
 use hepcap::hep::{
-    self, DecodeError, HepMessage, HepVersion, IdentityRewrite, Limits, decode_datagram,
-    decode_v3, decode_v12,
+    self, DecodeError, HepMessage, HepVersion, IdentityRewrite, Limits, decode_datagram, decode_v3,
+    decode_v12,
 };
 use libfuzzer_sys::fuzz_target;
 

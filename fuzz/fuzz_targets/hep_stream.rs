@@ -48,7 +48,10 @@ fuzz_target!(|data: &[u8]| {
         assert!(framer.buffered() < max_frame_len.max(12));
     }
     check(&framer, &frames, stream.len());
-    assert_eq!(frames, expected, "frames do not depend on how the stream is cut");
+    assert_eq!(
+        frames, expected,
+        "frames do not depend on how the stream is cut"
+    );
     assert_eq!(framer.stats(), whole.stats());
 });
 
