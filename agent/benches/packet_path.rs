@@ -4,7 +4,7 @@
 //! INVITE with SDP, the largest message of a call flow. Each iteration walks the whole set, so
 //! throughput is in packets. Three variants:
 //!
-//! - `decode`: [`decode::decode_frame`] alone (link, IP, UDP and the lazy SIP scan);
+//! - `decode`: [`Decoder::decode`] alone (link, IP, UDP and the lazy SIP scan);
 //! - `decode_encode`: decode, then [`HepEncoder::encode`] into one reused buffer; the record
 //!   shares the frame's bytes (`Bytes::slice_ref`), so no payload is copied;
 //! - `decode_record_encode`: the same through [`SipPacket::to_record`], which copies the payload
@@ -21,7 +21,7 @@ use std::path::PathBuf;
 
 use bytes::Bytes;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use hepcap::decode::{self, LinkType, SipPacket};
+use hepcap::decode::{Decoder, DecoderConfig, LinkType, SipPacket};
 use hepcap::hep::{HepEncoder, NodeIdentity};
 use hepcap::record::{PROTO_SIP, Record, Source, Timestamp};
 use hepcap::source::CaptureFile;
@@ -65,8 +65,14 @@ fn load_capture(name: &str, file: &str) -> Option<FrameSet> {
     };
     let link = capture.link_type();
     let mut frames = Vec::new();
+    let mut decoder = Decoder::new(DecoderConfig::default());
     while let Some(Ok(frame)) = capture.next_frame() {
-        if decode::decode_frame(link, frame.data).is_ok() {
+        // SIP over UDP only: frames that decode alone, without reassembly state.
+        let mut udp = false;
+        let _ = decoder.decode(link, frame.ts, frame.data, &mut |p, _| {
+            udp = p.transport == hepcap::record::Transport::UDP;
+        });
+        if udp {
             frames.push(Bytes::copy_from_slice(frame.data));
         }
     }
@@ -194,10 +200,13 @@ fn bench_set(c: &mut Criterion, set: &FrameSet) {
     let ts = Timestamp::from_parts(1_700_000_000, 123_456);
     let enc = encoder();
 
+    let mut decoder = Decoder::new(DecoderConfig::default());
     group.bench_function("decode", |b| {
         b.iter(|| {
             for frame in &set.frames {
-                let _ = black_box(decode::decode_frame(link, black_box(frame)));
+                let _ = black_box(decoder.decode(link, ts, black_box(frame), &mut |p, _| {
+                    black_box(p);
+                }));
             }
         })
     });
@@ -207,10 +216,10 @@ fn bench_set(c: &mut Criterion, set: &FrameSet) {
         b.iter(|| {
             for frame in &set.frames {
                 out.clear();
-                if let Ok(sip) = decode::decode_frame(link, black_box(frame)) {
+                let _ = decoder.decode(link, ts, black_box(frame), &mut |sip, ts| {
                     let record = shared_record(frame, sip, ts);
                     let _ = black_box(enc.encode(&record, &mut out));
-                }
+                });
             }
         })
     });
@@ -220,24 +229,22 @@ fn bench_set(c: &mut Criterion, set: &FrameSet) {
         b.iter(|| {
             for frame in &set.frames {
                 out.clear();
-                if let Ok(sip) = decode::decode_frame(link, black_box(frame)) {
+                let _ = decoder.decode(link, ts, black_box(frame), &mut |sip, ts| {
                     let record = sip.to_record(ts, Source::Replay);
                     let _ = black_box(enc.encode(&record, &mut out));
-                }
+                });
             }
         })
     });
 
     // Encode alone, on records built beforehand: what the sink pays per record.
     group.bench_function("encode", |b| {
-        let records: Vec<Record> = set
-            .frames
-            .iter()
-            .filter_map(|f| {
-                let sip = decode::decode_frame(link, f).ok()?;
-                Some(sip.to_record(ts, Source::Replay))
-            })
-            .collect();
+        let mut records: Vec<Record> = Vec::new();
+        for f in &set.frames {
+            let _ = decoder.decode(link, ts, f, &mut |sip, ts| {
+                records.push(sip.to_record(ts, Source::Replay));
+            });
+        }
         let mut out = Vec::with_capacity(2048);
         b.iter(|| {
             for record in &records {

@@ -5,10 +5,10 @@
 //! ([`hep`]) or JSON lines.
 
 pub mod cli;
-pub mod correlate;
 pub mod decode;
 pub mod hep;
 pub mod pipeline;
+pub mod reassembly;
 pub mod record;
 pub mod replay;
 pub mod run;

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::decode::{self, SkipCounts};
+use crate::decode::{Decoder, DecoderConfig, ReassemblyStats, SkipCounts};
 use crate::pipeline::Pipeline;
 use crate::record::{Source, Timestamp};
 use crate::source::CaptureFile;
@@ -27,6 +27,8 @@ pub struct ReplayOptions {
     pub restamp: bool,
     /// Passes over the files; 0 repeats until stopped.
     pub loops: u64,
+    /// SIP ports, tunnels and reassembly limits: the same decoder live capture uses.
+    pub decoder: DecoderConfig,
 }
 
 impl Default for ReplayOptions {
@@ -37,6 +39,7 @@ impl Default for ReplayOptions {
             speed: 1.0,
             restamp: false,
             loops: 1,
+            decoder: DecoderConfig::default(),
         }
     }
 }
@@ -53,12 +56,15 @@ pub struct ReplayStats {
     /// SIP messages forwarded without a Call-ID.
     pub sip_no_call_id: u64,
     pub skipped: SkipCounts,
+    /// Fragment and TCP flow tables: completed, expired, evicted, malformed, peaks.
+    pub reassembly: ReassemblyStats,
 }
 
 /// Replays `opts.files` into `pipeline` until the files end or `stop` is set.
 pub fn run(opts: &ReplayOptions, pipeline: &Pipeline, stop: &AtomicBool) -> ReplayStats {
     let mut stats = ReplayStats::default();
     let mut pass = 0u64;
+    let mut decoder = Decoder::new(opts.decoder.clone());
 
     while opts.loops == 0 || pass < opts.loops {
         pass += 1;
@@ -80,53 +86,70 @@ pub fn run(opts: &ReplayOptions, pipeline: &Pipeline, stop: &AtomicBool) -> Repl
             };
             stats.files_read += 1;
             tracing::debug!(file = %path.display(), link = ?file.link_type(), "replaying");
-            replay_file(&mut file, &mut clock, pipeline, stop, &mut stats, pass);
+            let mut ctx = FileReplay {
+                clock: &mut clock,
+                decoder: &mut decoder,
+                pipeline,
+                stop,
+                stats: &mut stats,
+                pass,
+            };
+            ctx.replay(&mut file);
+            // Fragments and flows do not continue from one file into the next.
+            decoder.flush();
         }
         if stop.load(Ordering::Relaxed) || stats.files_read == 0 {
             break;
         }
     }
+    stats.reassembly = decoder.stats();
     stats
 }
 
-fn replay_file(
-    file: &mut CaptureFile,
-    clock: &mut PaceClock,
-    pipeline: &Pipeline,
-    stop: &AtomicBool,
-    stats: &mut ReplayStats,
+/// One file's replay: where frames go and what is counted.
+struct FileReplay<'a> {
+    clock: &'a mut PaceClock,
+    decoder: &'a mut Decoder,
+    pipeline: &'a Pipeline,
+    stop: &'a AtomicBool,
+    stats: &'a mut ReplayStats,
     pass: u64,
-) {
-    let link = file.link_type();
-    while let Some(frame) = file.next_frame() {
-        let frame = match frame {
-            Ok(f) => f,
-            Err(e) => {
-                tracing::error!(error = %e, "capture file ends early");
-                if pass == 1 {
-                    stats.file_errors.push(e.to_string());
+}
+
+impl FileReplay<'_> {
+    fn replay(&mut self, file: &mut CaptureFile) {
+        let link = file.link_type();
+        while let Some(frame) = file.next_frame() {
+            let frame = match frame {
+                Ok(f) => f,
+                Err(e) => {
+                    tracing::error!(error = %e, "capture file ends early");
+                    if self.pass == 1 {
+                        self.stats.file_errors.push(e.to_string());
+                    }
+                    return;
                 }
+            };
+            self.stats.packets += 1;
+            if self.clock.wait(frame.ts, self.stop) {
                 return;
             }
-        };
-        stats.packets += 1;
-        if clock.wait(frame.ts, stop) {
-            return;
-        }
-        match decode::decode_frame(link, frame.data) {
-            Ok(sip) => {
-                stats.sip_messages += 1;
-                if sip.sip.call_id.is_none() {
-                    stats.sip_no_call_id += 1;
-                }
-                let ts = if clock.restamp {
-                    Timestamp::now()
-                } else {
-                    frame.ts
-                };
-                pipeline.push(sip.to_record(ts, Source::Replay));
+            let restamp = self.clock.restamp;
+            let stats = &mut *self.stats;
+            let pipeline = self.pipeline;
+            let decoded = self
+                .decoder
+                .decode(link, frame.ts, frame.data, &mut |sip, ts| {
+                    stats.sip_messages += 1;
+                    if sip.sip.call_id.is_none() {
+                        stats.sip_no_call_id += 1;
+                    }
+                    let ts = if restamp { Timestamp::now() } else { ts };
+                    pipeline.push(sip.to_record(ts, Source::Replay));
+                });
+            if let Err(reason) = decoded {
+                self.stats.skipped.add(reason);
             }
-            Err(reason) => stats.skipped.add(reason),
         }
     }
 }

@@ -37,7 +37,48 @@ pub fn replay_summary(stats: &ReplayStats, pipeline: &PipelineStats) -> String {
     for (reason, n) in stats.skipped.iter() {
         let _ = writeln!(out, "  skipped {}: {n}", reason.as_str());
     }
+    write_reassembly(&mut out, &stats.reassembly);
     out
+}
+
+/// IP defragmentation and TCP reassembly counters, when either table was used.
+fn write_reassembly(out: &mut String, r: &crate::decode::ReassemblyStats) {
+    let d = &r.defrag;
+    if d.fragments > 0 || d.malformed > 0 {
+        let _ = writeln!(
+            out,
+            "  ip fragments: {} datagrams reassembled, {} expired, {} evicted, {} malformed; \
+             peak {} datagrams, {} bytes",
+            d.completed, d.expired, d.evicted, d.malformed, d.peak_entries, d.peak_bytes
+        );
+    }
+    let t = &r.tcp;
+    if t.flows_opened > 0 {
+        let _ = writeln!(
+            out,
+            "  tcp: {} flows ({} closed, {} expired, {} evicted), {} messages; peak {} flows, \
+             {} bytes",
+            t.flows_opened,
+            t.flows_closed,
+            t.flows_expired,
+            t.flows_evicted,
+            t.messages,
+            t.peak_flows,
+            t.peak_bytes
+        );
+        let _ = writeln!(
+            out,
+            "  tcp: {} retransmissions, {} out of order, {} gaps, {} resync bytes, {} without \
+             Content-Length, {} oversize, {} bad WebSocket frames",
+            t.retransmissions,
+            t.out_of_order,
+            t.gaps,
+            t.resync_bytes,
+            t.no_content_length,
+            t.oversize,
+            t.ws_malformed
+        );
+    }
 }
 
 /// Renders the `run` summary: per listener what was received, relayed and rejected, then the

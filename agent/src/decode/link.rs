@@ -40,6 +40,8 @@ pub enum LinkType {
     Ipv4,
     /// 229: raw IPv6.
     Ipv6,
+    /// 239: Linux NFLOG, the packet in a TLV of the netlink log message.
+    Nflog,
 }
 
 /// A link type hepcap does not decode.
@@ -58,6 +60,7 @@ impl LinkType {
             113 => LinkType::LinuxSll,
             228 => LinkType::Ipv4,
             229 => LinkType::Ipv6,
+            239 => LinkType::Nflog,
             276 => LinkType::LinuxSll2,
             other => return Err(UnsupportedLinkType(other)),
         })
@@ -136,7 +139,41 @@ pub fn strip(link: LinkType, frame: &[u8]) -> Result<NetFrame<'_>, SkipReason> {
             data: frame,
             vlan: None,
         }),
+        LinkType::Nflog => nflog(frame),
     }
+}
+
+/// NFLOG TLV type of the packet payload (NFULA_PAYLOAD).
+const NFULA_PAYLOAD: u16 = 9;
+
+/// An NFLOG record: family, version, resource id, then TLVs whose length and type are in the
+/// capturing host's byte order (little-endian on every host NFLOG captures come from), each
+/// padded to four bytes. The payload TLV holds the IP packet.
+fn nflog(frame: &[u8]) -> Result<NetFrame<'_>, SkipReason> {
+    let header = frame.get(..4).ok_or(SkipReason::Truncated)?;
+    let ether_type = match header[0] {
+        2 => ETHERTYPE_IPV4,
+        10 => ETHERTYPE_IPV6,
+        _ => return Err(SkipReason::NonIp),
+    };
+    let mut at = 4;
+    while let Some(tlv) = frame.get(at..at + 4) {
+        let len = usize::from(u16::from_le_bytes([tlv[0], tlv[1]]));
+        let kind = u16::from_le_bytes([tlv[2], tlv[3]]) & 0x7fff;
+        if len < 4 {
+            return Err(SkipReason::Truncated);
+        }
+        let value = frame.get(at + 4..at + len).ok_or(SkipReason::Truncated)?;
+        if kind == NFULA_PAYLOAD {
+            return Ok(NetFrame {
+                ether_type,
+                data: value,
+                vlan: None,
+            });
+        }
+        at += len.div_ceil(4) * 4;
+    }
+    Err(SkipReason::NonIp)
 }
 
 /// Follows VLAN tags from `ether_type`; the first (outermost) tag's id is kept.
@@ -232,5 +269,23 @@ mod tests {
     fn link_type_numbers() {
         assert_eq!(LinkType::from_linktype(276), Ok(LinkType::LinuxSll2));
         assert_eq!(LinkType::from_linktype(105), Err(UnsupportedLinkType(105)));
+        assert_eq!(LinkType::from_linktype(239), Ok(LinkType::Nflog));
+    }
+
+    /// AF_INET, version 0, resource 0; a prefix TLV (type 10, "x" padded), a payload TLV.
+    const NFLOG_FRAME: &[u8] = &[
+        2, 0, 0, 0, 5, 0, 10, 0, b'x', 0, 0, 0, 6, 0, 9, 0, 0x45, 0x00,
+    ];
+
+    #[test]
+    fn nflog_payload_tlv() {
+        let n = strip(LinkType::Nflog, NFLOG_FRAME).unwrap();
+        assert_eq!((n.ether_type, n.data), (ETHERTYPE_IPV4, &[0x45, 0][..]));
+        for cut in 0..NFLOG_FRAME.len() {
+            assert!(
+                strip(LinkType::Nflog, &NFLOG_FRAME[..cut]).is_err(),
+                "{cut}"
+            );
+        }
     }
 }

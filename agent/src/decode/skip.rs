@@ -7,16 +7,27 @@ pub enum SkipReason {
     Truncated,
     /// An IP header that does not parse (bad version, bad lengths).
     MalformedIp,
-    /// An IPv4 or IPv6 fragment; reassembly is not done yet.
-    IpFragment,
     /// A frame that carries no IP (ARP, LLDP, spanning tree, …).
     NonIp,
-    /// SIP over TCP is not decoded yet.
-    Tcp,
-    /// SIP over SCTP is not decoded yet.
-    Sctp,
-    /// An encapsulation (GRE, IP-in-IP, VXLAN, PPPoE, MPLS) not opened yet.
+    /// An IP fragment stored until its datagram is complete (the completing fragment yields
+    /// the message; expired and evicted datagrams are counted by the fragment table).
+    FragmentHeld,
+    /// An IP fragment inconsistent with its datagram (bad length, conflicting end).
+    FragmentMalformed,
+    /// A TCP segment of a SIP flow that completed no message (part of one, an ACK, a
+    /// retransmission, a keep-alive).
+    TcpBuffered,
+    /// TCP that is not on a SIP port and does not start with a SIP or WebSocket upgrade line.
+    NonSipTcp,
+    /// SCTP without a DATA chunk holding a SIP message.
+    SctpNoSip,
+    /// An SCTP user message split over several DATA chunks (not reassembled).
+    SctpFragmented,
+    /// An encapsulation hepcap does not open (GRE source routing, GRE version > 1, a
+    /// VXLAN header without the I flag).
     Tunnel,
+    /// More nested encapsulations (or MPLS labels) than the decoder follows.
+    TunnelDepth,
     /// RTCP: correlation to calls is not done yet.
     Rtcp,
     /// UDP whose payload is not a SIP message.
@@ -29,14 +40,18 @@ pub enum SkipReason {
 
 impl SkipReason {
     /// Every reason, for summaries that list them in a stable order.
-    pub const ALL: [SkipReason; 11] = [
+    pub const ALL: [SkipReason; 15] = [
         SkipReason::Truncated,
         SkipReason::MalformedIp,
-        SkipReason::IpFragment,
         SkipReason::NonIp,
-        SkipReason::Tcp,
-        SkipReason::Sctp,
+        SkipReason::FragmentHeld,
+        SkipReason::FragmentMalformed,
+        SkipReason::TcpBuffered,
+        SkipReason::NonSipTcp,
+        SkipReason::SctpNoSip,
+        SkipReason::SctpFragmented,
         SkipReason::Tunnel,
+        SkipReason::TunnelDepth,
         SkipReason::Rtcp,
         SkipReason::NonSipUdp,
         SkipReason::OtherIpProto,
@@ -48,11 +63,15 @@ impl SkipReason {
         match self {
             SkipReason::Truncated => "truncated",
             SkipReason::MalformedIp => "malformed_ip",
-            SkipReason::IpFragment => "ip_fragment",
             SkipReason::NonIp => "non_ip",
-            SkipReason::Tcp => "tcp",
-            SkipReason::Sctp => "sctp",
+            SkipReason::FragmentHeld => "frag_held",
+            SkipReason::FragmentMalformed => "frag_malformed",
+            SkipReason::TcpBuffered => "tcp_buffered",
+            SkipReason::NonSipTcp => "non_sip_tcp",
+            SkipReason::SctpNoSip => "sctp_no_sip",
+            SkipReason::SctpFragmented => "sctp_fragmented",
             SkipReason::Tunnel => "tunnel",
+            SkipReason::TunnelDepth => "tunnel_depth",
             SkipReason::Rtcp => "rtcp",
             SkipReason::NonSipUdp => "non_sip_udp",
             SkipReason::OtherIpProto => "other_ip_proto",
