@@ -5,6 +5,7 @@
 //! ([`hep`]) or JSON lines.
 
 pub mod cli;
+pub mod correlate;
 pub mod decode;
 pub mod hep;
 pub mod pipeline;
