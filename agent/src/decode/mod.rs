@@ -29,14 +29,16 @@ pub use skip::{SkipCounts, SkipReason};
 use crate::reassembly::defrag::{Fragment, FragmentOutcome};
 use crate::reassembly::tcp::{Segment, StreamKind};
 use crate::reassembly::{
-    DefragConfig, DefragStats, FlowKey, FragmentKey, FragmentTable, TcpConfig, TcpStats, TcpTable,
-    websocket,
+    DefragConfig, DefragStats, FlowKey, FragmentKey, FragmentTable, SctpStats, SctpStreamKey,
+    SctpTable, TcpConfig, TcpStats, TcpTable, websocket,
 };
 use crate::record::{PROTO_SIP, Record, SipSummary, Source, Timestamp, Transport};
 use crate::sip::{SipScan, is_sip_start};
 use tunnel::Inner;
 
 const UDP_HEADER_LEN: usize = 8;
+/// SCTP user messages being reassembled at once.
+const SCTP_MAX_PARTIALS: usize = 1024;
 
 /// A SIP message found in a frame, borrowing the frame's bytes or a reassembly buffer.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -100,6 +102,7 @@ impl Default for DecoderConfig {
 pub struct ReassemblyStats {
     pub defrag: DefragStats,
     pub tcp: TcpStats,
+    pub sctp: SctpStats,
 }
 
 /// Per-frame context carried down the layers.
@@ -120,6 +123,7 @@ pub struct Decoder {
     max_depth: u8,
     frags: FragmentTable,
     tcp: TcpTable,
+    sctp: SctpTable,
 }
 
 impl Decoder {
@@ -136,6 +140,7 @@ impl Decoder {
             vxlan_port,
             max_depth,
             frags: FragmentTable::new(defrag),
+            sctp: SctpTable::new(SCTP_MAX_PARTIALS, tcp.max_message),
             tcp: TcpTable::new(tcp),
         }
     }
@@ -164,6 +169,7 @@ impl Decoder {
     pub fn flush(&mut self) {
         self.frags.flush();
         self.tcp.flush();
+        self.sctp.flush();
     }
 
     /// Counters so far.
@@ -171,6 +177,7 @@ impl Decoder {
         ReassemblyStats {
             defrag: self.frags.stats().clone(),
             tcp: self.tcp.stats().clone(),
+            sctp: self.sctp.stats().clone(),
         }
     }
 
@@ -277,7 +284,7 @@ impl Decoder {
         match protocol {
             ip::PROTO_UDP => self.udp(src, dst, payload, ctx, out),
             ip::PROTO_TCP => self.tcp(src, dst, payload, ctx, out),
-            ip::PROTO_SCTP => sctp_messages(src, dst, payload, ctx, out),
+            ip::PROTO_SCTP => self.sctp_messages(src, dst, payload, ctx, out),
             ip::PROTO_GRE => {
                 let inner = tunnel::gre(payload)?;
                 self.inner(inner, self.nested(ctx)?, out)
@@ -404,49 +411,68 @@ impl Decoder {
             (true, n) => Ok(n),
         }
     }
-}
 
-/// Every whole SIP message in the DATA chunks of an SCTP packet.
-fn sctp_messages(
-    src: IpAddr,
-    dst: IpAddr,
-    packet: &[u8],
-    ctx: Ctx,
-    out: &mut Out<'_>,
-) -> Result<usize, SkipReason> {
-    let (src_port, dst_port) = sctp::ports(packet)?;
-    let mut found = 0u64;
-    let mut pieces = false;
-    for data in sctp::user_data(packet) {
-        let payload = match data {
-            sctp::UserData::Whole(p) => p,
-            sctp::UserData::Piece => {
-                pieces = true;
-                continue;
+    /// Every SIP message in the DATA chunks of an SCTP packet, including messages whose last
+    /// piece is in this packet.
+    fn sctp_messages(
+        &mut self,
+        src: IpAddr,
+        dst: IpAddr,
+        packet: &[u8],
+        ctx: Ctx,
+        out: &mut Out<'_>,
+    ) -> Result<usize, SkipReason> {
+        let (src_port, dst_port) = sctp::ports(packet)?;
+        let mut found = 0u64;
+        let mut pieces = false;
+        let mut emit = |payload: &[u8]| {
+            let Some(sip) = SipScan::scan(payload) else {
+                return;
+            };
+            out(
+                SipPacket {
+                    src,
+                    dst,
+                    src_port,
+                    dst_port,
+                    transport: Transport::SCTP,
+                    vlan: ctx.vlan,
+                    payload,
+                    sip,
+                },
+                Timestamp(ctx.ts.0 + found),
+            );
+            found += 1;
+        };
+        for data in sctp::user_data(packet) {
+            match data {
+                sctp::UserData::Whole(p) => emit(p),
+                sctp::UserData::Piece {
+                    stream,
+                    tsn,
+                    begin,
+                    end,
+                    data,
+                } => {
+                    pieces = true;
+                    let key = SctpStreamKey {
+                        src,
+                        dst,
+                        src_port,
+                        dst_port,
+                        stream,
+                    };
+                    if let Some(message) = self.sctp.piece(key, tsn, begin, end, data) {
+                        emit(&message);
+                    }
+                }
             }
-        };
-        let Some(sip) = SipScan::scan(payload) else {
-            continue;
-        };
-        out(
-            SipPacket {
-                src,
-                dst,
-                src_port,
-                dst_port,
-                transport: Transport::SCTP,
-                vlan: ctx.vlan,
-                payload,
-                sip,
-            },
-            Timestamp(ctx.ts.0 + found),
-        );
-        found += 1;
-    }
-    match (found, pieces) {
-        (0, true) => Err(SkipReason::SctpFragmented),
-        (0, false) => Err(SkipReason::SctpNoSip),
-        (n, _) => Ok(n as usize),
+        }
+        match (found, pieces) {
+            (0, true) => Err(SkipReason::SctpFragmented),
+            (0, false) => Err(SkipReason::SctpNoSip),
+            (n, _) => Ok(n as usize),
+        }
     }
 }
 

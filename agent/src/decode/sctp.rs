@@ -1,6 +1,6 @@
 //! SCTP (RFC 9260) common header and the user data of DATA chunks (§3.3.1) and I-DATA chunks
-//! (RFC 8260 §2.1). Only whole user messages (B and E flags both set) are SIP candidates: a
-//! message split over chunks is counted and not reassembled.
+//! (RFC 8260 §2.1). A user message split over chunks (B, then middle chunks, then E) comes
+//! out as pieces that [`crate::reassembly::SctpTable`] puts back together.
 
 use super::skip::SkipReason;
 
@@ -22,7 +22,13 @@ pub enum UserData<'a> {
     /// A whole user message.
     Whole(&'a [u8]),
     /// A piece of a user message split over chunks.
-    Piece,
+    Piece {
+        stream: u16,
+        tsn: u32,
+        begin: bool,
+        end: bool,
+        data: &'a [u8],
+    },
 }
 
 /// Walks the chunks after the common header; stops at the first truncated chunk.
@@ -47,10 +53,20 @@ pub fn user_data(packet: &[u8]) -> impl Iterator<Item = UserData<'_>> {
                 continue;
             };
             // B (0x02) and E (0x01) both set: the chunk holds the whole message.
+            let (tsn, stream) = (
+                u32::from_be_bytes([chunk[4], chunk[5], chunk[6], chunk[7]]),
+                u16::from_be_bytes([chunk[8], chunk[9]]),
+            );
             return Some(if flags & 0x03 == 0x03 {
                 UserData::Whole(data)
             } else {
-                UserData::Piece
+                UserData::Piece {
+                    stream,
+                    tsn,
+                    begin: flags & 0x02 != 0,
+                    end: flags & 0x01 != 0,
+                    data,
+                }
             });
         }
     })
@@ -81,7 +97,14 @@ mod tests {
         let p = packet(&[sack, data, piece]);
         assert_eq!(ports(&p), Ok((5060, 5060)));
         let found: Vec<_> = user_data(&p).collect();
-        assert_eq!(found, vec![UserData::Whole(b"abc"), UserData::Piece]);
+        let piece = UserData::Piece {
+            stream: 0,
+            tsn: 2,
+            begin: true,
+            end: false,
+            data: b"x",
+        };
+        assert_eq!(found, vec![UserData::Whole(b"abc"), piece]);
         for n in 0..p.len() {
             let _ = user_data(&p[..n]).count();
         }

@@ -21,7 +21,7 @@ pub enum SkipReason {
     NonSipTcp,
     /// SCTP without a DATA chunk holding a SIP message.
     SctpNoSip,
-    /// An SCTP user message split over several DATA chunks (not reassembled).
+    /// Pieces of an SCTP user message split over DATA chunks (held until the last piece).
     SctpFragmented,
     /// An encapsulation hepcap does not open (GRE source routing, GRE version > 1, a
     /// VXLAN header without the I flag).

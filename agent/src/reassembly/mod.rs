@@ -7,9 +7,11 @@
 //! and a counter for each way state can end (completed, expired, evicted, malformed).
 
 pub mod defrag;
+pub mod sctp;
 pub mod sipframe;
 pub mod tcp;
 pub mod websocket;
 
 pub use defrag::{DefragConfig, DefragStats, FragmentKey, FragmentTable};
+pub use sctp::{SctpStats, SctpStreamKey, SctpTable};
 pub use tcp::{FlowKey, TcpConfig, TcpStats, TcpTable};
