@@ -11,7 +11,9 @@ use tracing_subscriber::EnvFilter;
 
 use std::time::Duration;
 
-use hepcap::cli::{CaptureMode, Cli, Command, ReplayArgs, RunArgs, SinkArgs};
+use hepcap::cli::{
+    CaptureMode, Cli, Command, LogFormat, PipelineArgs, ReplayArgs, RunArgs, SinkArgs,
+};
 use hepcap::hep::HepEncoder;
 use hepcap::hep::{IdentityRewrite, Limits};
 use hepcap::pipeline::{Pipeline, PipelineConfig, WhenFull};
@@ -38,18 +40,45 @@ fn main() -> ExitCode {
 }
 
 fn init_logging(cli: &Cli) {
-    let default = match (cli.quiet, cli.verbose) {
-        (true, _) => "error",
-        (false, 0) => "warn,hepcap=info",
-        (false, 1) => "debug",
-        (false, _) => "trace",
+    let default = match (cli.quiet, cli.verbose, cli.log_level.as_deref()) {
+        (true, _, _) => "error",
+        (false, 0, Some(level)) => level,
+        (false, 0, None) => "warn,hepcap=info",
+        (false, 1, _) => "debug",
+        (false, _, _) => "trace",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => builder.json().with_current_span(false).init(),
+    }
+}
+
+/// Starts `--metrics` when given; the server lives as long as the process.
+fn start_metrics(args: &PipelineArgs) -> anyhow::Result<()> {
+    if let Some(addr) = args.metrics {
+        hepcap::telemetry::serve_metrics(addr).context("--metrics")?;
+    }
+    Ok(())
+}
+
+/// The pipeline's sizes and policies from the command line.
+fn pipeline_config(
+    ring_capacity: usize,
+    when_full: WhenFull,
+    args: &PipelineArgs,
+) -> PipelineConfig {
+    PipelineConfig {
+        ring_capacity,
+        when_full,
+        batch_size: args.batch_size.max(1),
+        batch_timeout: Duration::from_micros(args.batch_timeout_us),
+        shutdown_timeout: Duration::from_secs(args.shutdown_timeout),
+        ..PipelineConfig::default()
+    }
 }
 
 fn build_sinks(args: &SinkArgs) -> anyhow::Result<Vec<Box<dyn Sink>>> {
@@ -111,21 +140,19 @@ fn stop_flag() -> anyhow::Result<Arc<AtomicBool>> {
 }
 
 fn run_replay(args: ReplayArgs, quiet: bool) -> anyhow::Result<ExitCode> {
+    start_metrics(&args.pipeline)?;
     let sinks = build_sinks(&args.sinks)?;
     let stop = stop_flag()?;
-    // Replay can wait for its sinks: nothing is dropped for lack of room.
-    let config = PipelineConfig {
-        when_full: WhenFull::Block,
-        ..PipelineConfig::default()
-    };
+    // By default replay waits for its sinks (`block`): nothing is dropped for lack of room.
+    let config = pipeline_config(args.ring_capacity, args.when_full, &args.pipeline);
     let pipeline = Pipeline::start(&config, sinks).context("start pipeline")?;
+    hepcap::telemetry::metrics::set_ready(true);
     let opts = ReplayOptions {
         files: args.files,
         pace: args.pace || args.speed.is_some(),
         speed: args.speed.unwrap_or(1.0),
         restamp: args.restamp,
         loops: args.loops,
-        decoder: args.decode.config(),
     };
     let stats = replay::run(&opts, &pipeline, &stop);
     let pipeline_stats = pipeline.finish();
@@ -157,6 +184,7 @@ fn run_agent(args: RunArgs, quiet: bool) -> anyhow::Result<ExitCode> {
         ring_capacity,
         when_full,
         sinks,
+        pipeline,
     } = args;
     if hep_listen.is_empty() {
         anyhow::bail!(
@@ -182,12 +210,9 @@ fn run_agent(args: RunArgs, quiet: bool) -> anyhow::Result<ExitCode> {
     if replace_token && sinks.node_password.is_none() {
         anyhow::bail!("--replace-token needs --node-password");
     }
+    start_metrics(&pipeline)?;
     let built = build_sinks_with(&sinks, &relay)?;
-    let config = PipelineConfig {
-        ring_capacity,
-        when_full,
-        ..PipelineConfig::default()
-    };
+    let config = pipeline_config(ring_capacity, when_full, &pipeline);
     let pipeline = Pipeline::start(&config, built).context("start pipeline")?;
     let opts = RunOptions {
         listen: hep_listen,

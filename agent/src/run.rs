@@ -9,6 +9,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use std::collections::BTreeMap;
+
 use anyhow::Context;
 
 use crate::pipeline::Pipeline;
@@ -17,6 +19,7 @@ use crate::source::hep_listen::{
     Intake, IntakeConfig, ListenAddr, ListenKind, ListenerTotals, StreamConfig, UdpConfig,
     spawn_stream_listener, spawn_udp_listener,
 };
+use crate::telemetry::metrics;
 
 /// Everything `run` needs besides the pipeline.
 #[derive(Debug, Clone)]
@@ -50,6 +53,7 @@ async fn serve(
     let stop = Arc::new(AtomicBool::new(false));
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     let mut intakes = Vec::new();
+    let mut probed = Vec::new();
     let mut threads = Vec::new();
     let mut tasks = Vec::new();
 
@@ -66,6 +70,7 @@ async fn serve(
             pipeline.ring(),
         ));
         intakes.push(Arc::clone(&intake));
+        probed.push((kind, Arc::clone(&intake)));
         match listen.kind {
             ListenKind::Udp => {
                 let (_, t) = spawn_udp_listener(listen.addr, opts.udp, intake, Arc::clone(&stop))
@@ -94,6 +99,8 @@ async fn serve(
             }
         }
     }
+    register_listener_probe(probed);
+    metrics::set_ready(true);
     tracing::info!(
         listeners = opts.listen.len(),
         "hepcap running; Ctrl-C or SIGTERM stops it"
@@ -113,6 +120,38 @@ async fn serve(
         .iter()
         .map(|i| (i.label().to_string(), i.stats().totals()))
         .collect())
+}
+
+/// Copies the listeners' counters into the metrics registry before each scrape. Listeners of
+/// one kind are summed: the label is the kind, never the address.
+fn register_listener_probe(intakes: Vec<(HepListener, Arc<Intake>)>) {
+    metrics::add_probe(Box::new(move || {
+        let mut by_kind: BTreeMap<&'static str, ListenerTotals> = BTreeMap::new();
+        for (kind, intake) in &intakes {
+            let t = intake.stats().totals();
+            let sum = by_kind.entry(kind.as_str()).or_default();
+            sum.received += t.received;
+            sum.bytes += t.bytes;
+            sum.relayed += t.relayed;
+            sum.kernel_drops += t.kernel_drops;
+            for (reason, n) in t.rejected {
+                *sum.rejected.entry(reason).or_default() += n;
+            }
+        }
+        for (source, t) in by_kind {
+            ::metrics::counter!(metrics::LISTENER_RECEIVED, "source" => source)
+                .absolute(t.received);
+            ::metrics::counter!(metrics::LISTENER_RECEIVED_BYTES, "source" => source)
+                .absolute(t.bytes);
+            ::metrics::counter!(metrics::LISTENER_RELAYED, "source" => source).absolute(t.relayed);
+            ::metrics::counter!(metrics::SOCKET_KERNEL_DROPS, "source" => source)
+                .absolute(t.kernel_drops);
+            for (reason, n) in t.rejected {
+                ::metrics::counter!(metrics::LISTENER_REJECTED, "source" => source, "reason" => reason)
+                    .absolute(n);
+            }
+        }
+    }));
 }
 
 async fn wait_for_signal() -> anyhow::Result<()> {

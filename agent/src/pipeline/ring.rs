@@ -105,7 +105,7 @@ impl Ring {
         self.queue.capacity()
     }
 
-    fn count_drop(&self, source: &'static str, reason: &'static str) {
+    pub(super) fn count_drop(&self, source: &'static str, reason: &'static str) {
         if let Ok(mut d) = self.drops.lock() {
             *d.entry((source, reason)).or_default() += 1;
         }

@@ -101,6 +101,7 @@ fn block_delivers_everything_in_order_through_a_tiny_ring() {
         when_full: WhenFull::Block,
         batch_size: 8,
         sink_queue_batches: 2,
+        ..PipelineConfig::default()
     };
     let p = Pipeline::start(&config, vec![a, b]).unwrap();
     for n in 0..20_000 {
@@ -124,6 +125,7 @@ fn stuck_sink_drops_only_its_own_records() {
         when_full: WhenFull::DropNewest,
         batch_size: 16,
         sink_queue_batches: 4,
+        ..PipelineConfig::default()
     };
     let p = Pipeline::start(&config, vec![fast, stuck]).unwrap();
     let total = 2_000u64;
@@ -179,4 +181,56 @@ fn ring_policies_count_with_source_and_reason() {
     let kept: Vec<u64> = std::iter::from_fn(|| ring.pop()).map(|r| r.ts.0).collect();
     assert_eq!(kept, [0, 1, 2, 3]);
     assert_eq!(ring.drops().get(&("replay", "ring_full")), Some(&6));
+}
+
+#[test]
+fn shutdown_timeout_counts_what_was_left() {
+    let (stuck, seen, gate) = Collect::gated("stuck");
+    let config = PipelineConfig {
+        ring_capacity: 1024,
+        when_full: WhenFull::DropNewest,
+        batch_size: 4,
+        sink_queue_batches: 64,
+        batch_timeout: Duration::ZERO,
+        shutdown_timeout: Duration::from_millis(200),
+    };
+    let p = Pipeline::start(&config, vec![stuck]).unwrap();
+    for n in 0..40 {
+        p.push(record(n));
+    }
+    // Open the gate only after the timeout: everything still queued then is counted.
+    let opener = {
+        let gate = Arc::clone(&gate);
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(600));
+            let (lock, cv) = &*gate;
+            *lock.lock().unwrap() = true;
+            cv.notify_all();
+        })
+    };
+    let stats = p.finish();
+    opener.join().unwrap();
+    let delivered = seen.lock().unwrap().len() as u64;
+    let dropped: u64 =
+        stats.sinks[0].1.dropped.values().sum::<u64>() + stats.ring_drops.values().sum::<u64>();
+    assert!(delivered < 40, "the gate held the sink");
+    assert_eq!(delivered + dropped, 40, "every record delivered or counted");
+}
+
+#[test]
+fn a_partial_batch_leaves_at_its_deadline() {
+    let (sink, seen) = Collect::boxed("a", Duration::ZERO);
+    let config = PipelineConfig {
+        batch_size: 1000,
+        batch_timeout: Duration::from_millis(5),
+        ..PipelineConfig::default()
+    };
+    let p = Pipeline::start(&config, vec![sink]).unwrap();
+    p.push(record(1));
+    let start = std::time::Instant::now();
+    while seen.lock().unwrap().is_empty() {
+        assert!(start.elapsed() < Duration::from_secs(5), "batch never left");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    p.finish();
 }
