@@ -13,6 +13,9 @@ use crate::hep::HepMessage;
 /// HEP protocol type (chunk 0x000b) for SIP.
 pub const PROTO_SIP: u8 = 1;
 
+/// HEP protocol type for RTCP as JSON (hep.md §1.6).
+pub const PROTO_RTCP_JSON: u8 = 5;
+
 /// Capture time in microseconds since the Unix epoch (UTC).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Timestamp(pub u64);
@@ -72,6 +75,19 @@ pub enum Source {
     Replay,
     /// Received as HEP from another agent; kept whole so a relay can forward it unchanged.
     Hep(Box<Received>),
+    /// Made by the correlation stage from captured traffic (RTCP as JSON).
+    Correlated(Box<Correlated>),
+}
+
+/// What the correlation stage adds to a record it makes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Correlated {
+    /// The capture source the traffic came from, as [`Source::as_str`] reports it.
+    pub origin: &'static str,
+    /// The call's Call-ID (chunk 0x0011), when a call was matched.
+    pub correlation_id: Option<Bytes>,
+    /// MOS×100 (chunk 0x0020), when an RTCP XR VoIP metrics block gave one.
+    pub mos: Option<u16>,
 }
 
 /// The listener kinds HEP arrives on.
@@ -109,13 +125,14 @@ impl Source {
         match self {
             Source::Replay => "replay",
             Source::Hep(r) => r.listener.as_str(),
+            Source::Correlated(c) => c.origin,
         }
     }
 
     /// The received HEP message, for relayed records.
     pub fn received(&self) -> Option<&Received> {
         match self {
-            Source::Replay => None,
+            Source::Replay | Source::Correlated(_) => None,
             Source::Hep(r) => Some(r),
         }
     }
@@ -192,11 +209,21 @@ impl Record {
         Some((*n, self.slice(r)))
     }
 
-    /// Correlation id (chunk 0x0011): what a HEP sender gave, else the Call-ID for SIP.
+    /// Correlation id (chunk 0x0011): what a HEP sender gave, the matched call's Call-ID for
+    /// correlated RTCP, else the Call-ID for SIP.
     pub fn correlation_id(&self) -> Option<&[u8]> {
-        match self.source.received() {
-            Some(r) => r.message.correlation_id.as_deref(),
-            None => self.call_id(),
+        match &self.source {
+            Source::Hep(r) => r.message.correlation_id.as_deref(),
+            Source::Correlated(c) => c.correlation_id.as_deref(),
+            Source::Replay => self.call_id(),
+        }
+    }
+
+    /// MOS×100 (chunk 0x0020) of a correlated RTCP record.
+    pub fn mos(&self) -> Option<u16> {
+        match &self.source {
+            Source::Correlated(c) => c.mos,
+            Source::Replay | Source::Hep(_) => None,
         }
     }
 }

@@ -487,4 +487,4 @@ impl From<&VoipMetrics> for VoipJson {
 
 #[cfg(test)]
 #[path = "tests/rtcp.rs"]
-mod tests;
+pub(crate) mod tests;

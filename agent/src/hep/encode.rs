@@ -2,7 +2,8 @@
 //!
 //! Chunk order follows what Homer's own agents send (hep.md §1.3.5, §6): family, protocol,
 //! addresses, ports, time, protocol type, capture id, then the optional password, node name,
-//! correlation id and VLAN, and the payload last. Sizes are exact; nothing is padded.
+//! correlation id, VLAN and MOS (0x0020, as heplify sends it for RTCP), and the payload last.
+//! Sizes are exact; nothing is padded.
 
 use std::net::IpAddr;
 
@@ -118,6 +119,9 @@ impl HepEncoder {
         }
         if let Some(vlan) = record.vlan {
             put_u16(out, chunk::VLAN_ID, vlan);
+        }
+        if let Some(mos) = record.mos() {
+            put_u16(out, chunk::MOS, mos);
         }
         put_bytes(out, chunk::PAYLOAD, &record.payload)?;
 

@@ -6,13 +6,14 @@
 //! | --- | --- |
 //! | `timestamp` | RFC 3339 UTC, exactly six fractional digits: `2011-08-15T20:34:19.120000Z` |
 //! | `source` | where the record entered the agent (`replay`) |
-//! | `proto_type` | HEP protocol type, 1 for SIP |
+//! | `proto_type` | HEP protocol type, 1 for SIP, 5 for RTCP (the payload is then its JSON) |
 //! | `ip_family` | 4 when both addresses are IPv4, else 6 |
 //! | `transport` | `udp`, `tcp`, `sctp`, `tls`, `ws`, or the protocol number |
 //! | `src_ip`, `src_port`, `dst_ip`, `dst_port` | addresses as captured (no IPv4 unmapping) |
 //! | `vlan` | outer VLAN id or null |
 //! | `node_id`, `node_name` | the agent's identity; the name may be null |
-//! | `correlation_id` | the HEP correlation id (the Call-ID for SIP) or null |
+//! | `correlation_id` | the HEP correlation id (the Call-ID for SIP and correlated RTCP) or null |
+//! | `mos` | MOS×100 of RTCP with an XR VoIP metrics block; absent otherwise |
 //! | `sip` | object for SIP records (below), null for others |
 //! | `payload` | the payload as a string |
 //!
@@ -253,6 +254,9 @@ struct Line<'a> {
     correlation_id: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     correlation_id_base64: Option<Base64<'a>>,
+    /// MOS×100 of correlated RTCP (HEP chunk 0x0020), when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mos: Option<u16>,
     sip: Option<SipLine<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     payload: Option<&'a str>,
@@ -328,6 +332,7 @@ impl<'a> Line<'a> {
             hep_version: received.map(|r| r.message.version.as_str()),
             correlation_id,
             correlation_id_base64,
+            mos: record.mos(),
             sip: record.sip.as_ref().map(|_| SipLine::new(record)),
             payload,
             payload_base64,
