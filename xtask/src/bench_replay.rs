@@ -37,6 +37,12 @@ const HEPLIFY_PPS: (f64, f64) = (181_000.0, 198_000.0);
 const RECV_BATCH: usize = 64;
 const RECV_BUF: usize = 65_536;
 
+/// Datagrams per `sendmmsg` call of the ceiling sender, as in performance.md.
+const SEND_BATCH: usize = 64;
+
+/// Size of the ceiling's datagrams when hepcap delivered none to measure (performance.md's).
+const CEILING_DEFAULT_SIZE: usize = 800;
+
 /// Every n-th received datagram is checked to be HEP3 (the first one always is).
 const SAMPLE_EVERY: u64 = 997;
 
@@ -81,17 +87,36 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let hepcap = build_hepcap(&root, &target, no_build)?;
     warm_page_cache(&capture)?;
 
-    let mut hep_runs = Vec::with_capacity(runs);
+    let mut hep_runs: Vec<RunResult> = Vec::with_capacity(runs);
     let mut jsonl_runs = Vec::with_capacity(runs);
+    let mut ceiling_runs = Vec::with_capacity(runs);
     let mut rcvbuf_note = String::new();
     for i in 1..=runs {
-        let (r, note) = run_hep(&hepcap, &capture, &traffic, rcvbuf)?;
-        eprintln!("  run {i}/{runs} hep:   {:.3} s", r.wall.as_secs_f64());
+        let (r, note) = with_receiver(rcvbuf, |port| {
+            let hep = format!("udp://127.0.0.1:{port}");
+            run_child(&hepcap, &capture, &["--hep", &hep], traffic.packets)
+        })?;
+        eprintln!("  run {i}/{runs} hep:     {:.3} s", r.wall.as_secs_f64());
         rcvbuf_note = note;
         hep_runs.push(r);
-        let r = run_jsonl(&hepcap, &capture, &traffic)?;
-        eprintln!("  run {i}/{runs} jsonl: {:.3} s", r.wall.as_secs_f64());
+
+        let r = run_child(
+            &hepcap,
+            &capture,
+            &["--jsonl", "/dev/null"],
+            traffic.packets,
+        )?;
+        eprintln!("  run {i}/{runs} jsonl:   {:.3} s", r.wall.as_secs_f64());
         jsonl_runs.push(r);
+
+        // The same number of datagrams of the size hepcap sent, by the plainest sender.
+        let size = hep_runs
+            .first()
+            .and_then(|r| r.recv.bytes.checked_div(r.recv.datagrams))
+            .map_or(CEILING_DEFAULT_SIZE, |n| n as usize);
+        let (r, _) = with_receiver(rcvbuf, |port| send_ceiling(port, traffic.packets, size))?;
+        eprintln!("  run {i}/{runs} ceiling: {:.3} s", r.wall.as_secs_f64());
+        ceiling_runs.push(r);
     }
 
     println!();
@@ -119,6 +144,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     println!();
     println!("-- JSON lines: hepcap replay -q FILE --jsonl /dev/null ({runs} runs) --");
     print_table(&jsonl_runs, false);
+    println!();
+    let ceiling_size = ceiling_runs
+        .first()
+        .and_then(|r| r.recv.bytes.checked_div(r.recv.datagrams))
+        .unwrap_or(0);
+    println!(
+        "-- UDP send ceiling of this machine, now: one thread, sendmmsg x{SEND_BATCH}, \
+         {ceiling_size}-byte HEP3 datagrams, same receiver ({runs} runs; CPU = sender thread) --"
+    );
+    print_table(&ceiling_runs, true);
 
     let hep_pps = median(hep_runs.iter().map(|r| r.pps()));
     let delivered = median(hep_runs.iter().map(|r| r.delivered_pct()));
@@ -146,6 +181,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         hep_pps / HEPLIFY_PPS.1,
         hep_pps / HEPLIFY_PPS.0,
     );
+    let ceiling_pps = median(ceiling_runs.iter().map(RunResult::pps));
+    println!(
+        "send ceiling measured above: median {} datagrams/s; hepcap HEP/UDP = {:.0}% of it",
+        thousands(ceiling_pps as u64),
+        100.0 * hep_pps / ceiling_pps.max(1.0)
+    );
     println!(
         "ceilings (performance.md): UDP send with sendmmsg, one core: 515,000/s; libpcap read \
          and write back: 2.57 M packets/s"
@@ -155,6 +196,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if invalid > 0 {
         let why = hep_runs
             .iter()
+            .chain(&ceiling_runs)
             .find_map(|r| r.recv.first_invalid.clone())
             .unwrap_or_default();
         bail!("{invalid} sampled datagram(s) were not valid HEP3 with SIP: {why}");
@@ -249,11 +291,11 @@ impl RunResult {
     }
 }
 
-fn run_hep(
-    hepcap: &Path,
-    capture: &Path,
-    traffic: &TrafficSummary,
+/// Runs `sender` (given the port) against a fresh counting receiver; returns its result with
+/// the receiver's counts, and how the receive buffer was obtained.
+fn with_receiver(
     rcvbuf: usize,
+    sender: impl FnOnce(u16) -> anyhow::Result<RunResult>,
 ) -> anyhow::Result<(RunResult, String)> {
     let (socket, note) = open_receiver(rcvbuf)?;
     let port = socket.local_addr()?.port();
@@ -266,21 +308,105 @@ fn run_hep(
             .context("spawn the receiver thread")?
     };
 
-    let hep = format!("udp://127.0.0.1:{port}");
-    let child = run_child(hepcap, capture, &["--hep", &hep], traffic.packets);
-    // Stop the receiver whatever happened to the child.
+    let sent = sender(port);
+    // Stop the receiver whatever happened to the sender.
     done.store(true, Ordering::Relaxed);
     let recv = match receiver.join() {
         Ok(r) => r?,
         Err(_) => bail!("the receiver thread panicked"),
     };
-    let mut result = child?;
+    let mut result = sent?;
     result.recv = recv;
     Ok((result, note))
 }
 
-fn run_jsonl(hepcap: &Path, capture: &Path, traffic: &TrafficSummary) -> anyhow::Result<RunResult> {
-    run_child(hepcap, capture, &["--jsonl", "/dev/null"], traffic.packets)
+/// Sends `count` copies of a `size`-byte HEP3 packet to 127.0.0.1:`port`, `SEND_BATCH` per
+/// `sendmmsg`, from this thread: what the machine's UDP send path allows right now.
+fn send_ceiling(port: u16, count: u64, size: usize) -> anyhow::Result<RunResult> {
+    let socket = UdpSocket::bind("127.0.0.1:0").context("bind the ceiling sender")?;
+    socket
+        .connect(("127.0.0.1", port))
+        .context("connect the ceiling sender")?;
+    let fd = socket.as_raw_fd();
+    let mut packet = hep3_packet(size);
+    // SAFETY: iovec and mmsghdr are plain old data; all-zero is valid and filled in below.
+    let mut iov: libc::iovec = unsafe { std::mem::zeroed() };
+    iov.iov_base = packet.as_mut_ptr().cast();
+    iov.iov_len = packet.len();
+    // SAFETY: as above.
+    let mut headers: Vec<libc::mmsghdr> = vec![unsafe { std::mem::zeroed() }; SEND_BATCH];
+    for hdr in &mut headers {
+        hdr.msg_hdr.msg_iov = &raw mut iov;
+        hdr.msg_hdr.msg_iovlen = 1;
+    }
+
+    let cpu_before = thread_cpu()?;
+    let started = Instant::now();
+    let mut sent = 0u64;
+    while sent < count {
+        let n = (count - sent).min(SEND_BATCH as u64) as usize;
+        // SAFETY: the first n headers each point at `iov`, which points at `packet`; both
+        // outlive the call and the kernel only reads them.
+        let r = unsafe { libc::sendmmsg(fd, headers.as_mut_ptr(), n as libc::c_uint, 0) };
+        if r < 0 {
+            let err = io::Error::last_os_error();
+            match err.raw_os_error() {
+                Some(libc::EINTR | libc::ENOBUFS | libc::EAGAIN) => continue,
+                _ => return Err(err).context("sendmmsg"),
+            }
+        }
+        sent += u64::try_from(r).unwrap_or(0);
+    }
+    let wall = started.elapsed();
+    let cpu = thread_cpu()?.saturating_sub(cpu_before);
+    Ok(RunResult {
+        packets: count,
+        wall,
+        cpu,
+        max_rss_kib: 0,
+        recv: RecvCounts::default(),
+    })
+}
+
+/// A valid HEP3 packet of exactly `size` bytes (at least 160): IPv4 addresses, ports, time,
+/// correlation id and a SIP OPTIONS padded with a header to the size.
+fn hep3_packet(size: usize) -> Vec<u8> {
+    fn chunk(out: &mut Vec<u8>, chunk_type: u16, body: &[u8]) {
+        out.extend_from_slice(&0u16.to_be_bytes());
+        out.extend_from_slice(&chunk_type.to_be_bytes());
+        out.extend_from_slice(&((6 + body.len()) as u16).to_be_bytes());
+        out.extend_from_slice(body);
+    }
+    let mut p = b"HEP3\0\0".to_vec();
+    chunk(&mut p, 0x0001, &[2]);
+    chunk(&mut p, 0x0002, &[17]);
+    chunk(&mut p, 0x0003, &[10, 0, 0, 1]);
+    chunk(&mut p, 0x0004, &[10, 0, 0, 2]);
+    chunk(&mut p, 0x0007, &5060u16.to_be_bytes());
+    chunk(&mut p, 0x0008, &5060u16.to_be_bytes());
+    chunk(&mut p, 0x0011, b"ceiling@bench");
+    let sip_head = b"OPTIONS sip:bench SIP/2.0\r\nCall-ID: ceiling@bench\r\nX-Pad: ";
+    let room = size
+        .max(80)
+        .saturating_sub(p.len() + 6 + sip_head.len() + 4);
+    let mut sip = sip_head.to_vec();
+    sip.resize(sip_head.len() + room, b'x');
+    sip.extend_from_slice(b"\r\n\r\n");
+    chunk(&mut p, 0x000f, &sip);
+    let len = p.len() as u16;
+    p[4..6].copy_from_slice(&len.to_be_bytes());
+    p
+}
+
+/// CPU time (user + sys) of the calling thread.
+fn thread_cpu() -> io::Result<Duration> {
+    // SAFETY: rusage is plain old data; all-zero is a valid value.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: usage is a live local of the type getrusage expects.
+    if unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut usage) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(timeval(usage.ru_utime) + timeval(usage.ru_stime))
 }
 
 /// Runs `hepcap replay -q FILE SINK...` and collects its wall time and resource usage.
@@ -648,5 +774,14 @@ mod tests {
         assert_eq!(check_hep3(&p), Ok(()));
         assert!(check_hep3(&p[..p.len() - 1]).is_err());
         assert!(check_hep3(b"HEP2\0\x06").is_err());
+    }
+
+    #[test]
+    fn ceiling_packet_is_hep3_of_the_size() {
+        for size in [160, 797, 1400] {
+            let p = hep3_packet(size);
+            assert_eq!(p.len(), size);
+            assert_eq!(check_hep3(&p), Ok(()));
+        }
     }
 }
