@@ -4,6 +4,7 @@
 //! to [`Command`], a module, and a line in `main`.
 
 mod bench_replay;
+mod chores;
 mod conformance;
 mod expected;
 mod gen_pcaps;
@@ -22,6 +23,12 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Install what a fresh machine lacks (scripts/setup.sh).
+    Setup,
+    /// Set up, then run every test: `cargo test --workspace` and the conformance suite.
+    Test,
+    /// Set up, build, and replay a bundled capture into JSON lines and HEP over UDP.
+    Demo,
     /// Write the synthetic captures `pcaps/synth__*` (deterministic; commit the result).
     GenPcaps(gen_pcaps::Args),
     /// Regenerate `pcaps/expected/<file>.tsv` with tshark for every capture in `pcaps/`.
@@ -35,6 +42,9 @@ enum Command {
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
+        Command::Setup => chores::setup(),
+        Command::Test => chores::test(),
+        Command::Demo => chores::demo(),
         Command::GenPcaps(args) => gen_pcaps::run(args),
         Command::Expected(args) => expected::run(args),
         Command::Conformance(args) => conformance::run(args),
