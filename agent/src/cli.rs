@@ -146,6 +146,9 @@ pub struct ReplayArgs {
     #[arg(long = "loop", value_name = "N", default_value_t = 1)]
     pub loops: u64,
 
+    #[command(flatten)]
+    pub decode: DecodeArgs,
+
     /// Records the pipeline's ring holds between the replay and the sinks.
     #[arg(long, value_name = "N", default_value_t = 65_536)]
     pub ring_capacity: usize,
@@ -244,6 +247,90 @@ fn parse_speed(s: &str) -> Result<f64, String> {
         Ok(v)
     } else {
         Err(format!("speed must be a positive number, got {s}"))
+    }
+}
+
+/// What the decoder treats as SIP and how much reassembly state it may keep; shared by replay
+/// and live capture.
+#[derive(Debug, Args, Clone)]
+pub struct DecodeArgs {
+    /// TCP ports whose streams are SIP (at either end), e.g. 5060-5090,6060. A TCP stream on
+    /// another port is SIP too when its first payload is a SIP start line or a WebSocket
+    /// upgrade.
+    #[arg(long, value_name = "PORTS", default_value = "5060-5061")]
+    pub sip_ports: crate::decode::PortSet,
+
+    /// UDP destination port of VXLAN.
+    #[arg(long, value_name = "PORT", default_value_t = 4789)]
+    pub vxlan_port: u16,
+
+    /// Nested encapsulations (GRE, VXLAN, IP-in-IP, PPPoE, MPLS) followed.
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    pub max_tunnel_depth: u8,
+
+    /// IP datagrams being reassembled at once; the oldest is evicted at the limit.
+    #[arg(long, value_name = "N", default_value_t = 4096)]
+    pub frag_max_entries: usize,
+
+    /// Bytes held by IP reassembly; the oldest datagram is evicted at the limit.
+    #[arg(long, value_name = "BYTES", default_value_t = 32 << 20)]
+    pub frag_max_bytes: usize,
+
+    /// Seconds after its first fragment that an incomplete datagram is dropped.
+    #[arg(long, value_name = "SECS", default_value_t = 30)]
+    pub frag_timeout: u64,
+
+    /// TCP flows (one per direction) tracked at once; the least recently active is evicted.
+    #[arg(long, value_name = "N", default_value_t = 16_384)]
+    pub tcp_max_flows: usize,
+
+    /// Bytes buffered over all TCP flows; the least recently active flow is evicted.
+    #[arg(long, value_name = "BYTES", default_value_t = 64 << 20)]
+    pub tcp_max_bytes: usize,
+
+    /// Seconds without a segment after which a TCP flow is forgotten.
+    #[arg(long, value_name = "SECS", default_value_t = 300)]
+    pub tcp_idle_timeout: u64,
+
+    /// Largest SIP message (or WebSocket message) reassembled from a TCP stream.
+    #[arg(long, value_name = "BYTES", default_value_t = 256 << 10)]
+    pub tcp_max_message: usize,
+}
+
+impl DecodeArgs {
+    /// The decoder configuration these flags describe.
+    pub fn config(&self) -> crate::decode::DecoderConfig {
+        let DecodeArgs {
+            sip_ports,
+            vxlan_port,
+            max_tunnel_depth,
+            frag_max_entries,
+            frag_max_bytes,
+            frag_timeout,
+            tcp_max_flows,
+            tcp_max_bytes,
+            tcp_idle_timeout,
+            tcp_max_message,
+        } = self.clone();
+        let defaults = crate::decode::DecoderConfig::default();
+        crate::decode::DecoderConfig {
+            sip_ports,
+            vxlan_port,
+            max_depth: max_tunnel_depth,
+            defrag: crate::reassembly::DefragConfig {
+                max_entries: frag_max_entries,
+                max_bytes: frag_max_bytes,
+                timeout_us: frag_timeout.saturating_mul(1_000_000),
+                ..defaults.defrag
+            },
+            tcp: crate::reassembly::TcpConfig {
+                max_flows: tcp_max_flows,
+                max_bytes: tcp_max_bytes,
+                idle_timeout_us: tcp_idle_timeout.saturating_mul(1_000_000),
+                max_message: tcp_max_message,
+                ..defaults.tcp
+            },
+        }
     }
 }
 

@@ -153,6 +153,7 @@ fn run_replay(args: ReplayArgs, quiet: bool) -> anyhow::Result<ExitCode> {
         speed: args.speed.unwrap_or(1.0),
         restamp: args.restamp,
         loops: args.loops,
+        decoder: args.decode.config(),
     };
     let stats = replay::run(&opts, &pipeline, &stop);
     let pipeline_stats = pipeline.finish();
