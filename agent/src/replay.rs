@@ -149,6 +149,7 @@ impl FileReplay<'_> {
                 });
             if let Err(reason) = decoded {
                 self.stats.skipped.add(reason);
+                crate::telemetry::metrics::decode_skip("replay", reason);
             }
         }
     }
