@@ -681,3 +681,145 @@ pub fn record_method_or_status(r: &Value) -> String {
         _ => String::new(),
     }
 }
+
+/// One HEP message as tshark + hep.lua decoded it from a capture.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct WireHep {
+    pub ts_micros: u64,
+    /// `v1`, `v2` or `v3`, as hepcap's JSON labels them.
+    pub version: String,
+    pub src_ip: String,
+    pub src_port: u16,
+    pub dst_ip: String,
+    pub dst_port: u16,
+    pub capture_id: Option<u64>,
+    pub proto_type: Option<u8>,
+    pub correlation_id: Option<String>,
+    pub node_name: Option<String>,
+    pub call_id: Option<String>,
+    /// Request method or response status, from tshark's SIP dissector.
+    pub method_or_status: Option<String>,
+    pub payload: Vec<u8>,
+    /// The sender of the frame that carried it, `ip:port`.
+    pub peer: String,
+}
+
+/// Every HEP message in `pcap` sent to `port` (UDP or TCP), decoded by tshark + hep.lua, in
+/// capture order. A TCP segment may carry several messages; tshark aggregates their fields.
+pub fn wire_hep(pcap: &Path, port: u16) -> Vec<WireHep> {
+    let fields = [
+        "ip.src",
+        "udp.srcport",
+        "tcp.srcport",
+        "hep.version",
+        "hep.src_ip",
+        "hep.src_ipv6",
+        "hep.dst_ip",
+        "hep.dst_ipv6",
+        "hep.src_port",
+        "hep.dst_port",
+        "hep.ts_sec",
+        "hep.ts_usec",
+        "hep.capture_id",
+        "hep.proto_type",
+        "hep.correlation_id",
+        "hep.node_name",
+        "hep.payload",
+        "sip.Call-ID",
+        "sip.Method",
+        "sip.Status-Code",
+        "udp.payload",
+    ];
+    let decode_as = [
+        format!("udp.port=={port},hep"),
+        format!("tcp.port=={port},hep"),
+    ];
+    let mut out = Vec::new();
+    for f in tshark_fields(pcap, &decode_as, &fields) {
+        let k = f[3].len();
+        let one = |col: usize, i: usize| -> Option<String> {
+            (f[col].len() == k).then(|| f[col][i].clone())
+        };
+        let sport = f[1].first().or(f[2].first()).cloned().unwrap_or_default();
+        let peer = format!("{}:{sport}", f[0].first().cloned().unwrap_or_default());
+        let (mut methods, mut statuses) = (f[18].iter(), f[19].iter());
+        for i in 0..k {
+            let payload = match f[16].get(i) {
+                Some(p) => unhex(p),
+                // hep.lua hands a v1/v2 payload straight to the SIP dissector without a
+                // field: it is the datagram after the fixed header (hep.md §1.2), 8 bytes, two
+                // addresses and, for v2, the 12-byte time header.
+                None => {
+                    assert!(
+                        k == 1 && f[20].len() == 1,
+                        "HEP v1/v2 only come alone over UDP"
+                    );
+                    let datagram = unhex(&f[20][0]);
+                    let addresses = if f[4].is_empty() { 32 } else { 8 };
+                    let time = if f[3][0] == "2" { 12 } else { 0 };
+                    datagram[8 + addresses + time..].to_vec()
+                }
+            };
+            let method_or_status = if payload.starts_with(b"SIP/2.0 ") {
+                statuses.next().cloned()
+            } else {
+                methods.next().cloned()
+            };
+            let ip = |v4: usize, v6: usize| one(v4, i).or_else(|| one(v6, i)).unwrap_or_default();
+            let sec: u64 = f[10][i].parse().expect("hep.ts_sec");
+            let usec: u64 = f[11][i].parse().expect("hep.ts_usec");
+            out.push(WireHep {
+                ts_micros: sec * 1_000_000 + usec,
+                version: format!("v{}", f[3][i]),
+                src_ip: ip(4, 5),
+                src_port: f[8][i].parse().expect("hep.src_port"),
+                dst_ip: ip(6, 7),
+                dst_port: f[9][i].parse().expect("hep.dst_port"),
+                capture_id: one(12, i).map(|c| c.parse().expect("capture id")),
+                proto_type: one(13, i).map(|c| c.parse().expect("proto type")),
+                correlation_id: one(14, i),
+                node_name: one(15, i),
+                call_id: one(17, i),
+                method_or_status,
+                payload,
+                peer: peer.clone(),
+            });
+        }
+    }
+    out
+}
+
+/// A JSONL record of received HEP in the shape of [`WireHep`], for comparison.
+pub fn record_as_wire(r: &Value) -> WireHep {
+    let opt = |v: &Value| v.as_str().map(str::to_string);
+    WireHep {
+        ts_micros: record_micros(r),
+        version: r["hep_version"].as_str().expect("hep_version").to_string(),
+        src_ip: r["src_ip"].as_str().expect("src_ip").to_string(),
+        src_port: r["src_port"].as_u64().expect("src_port") as u16,
+        dst_ip: r["dst_ip"].as_str().expect("dst_ip").to_string(),
+        dst_port: r["dst_port"].as_u64().expect("dst_port") as u16,
+        capture_id: r["node_id"].as_u64(),
+        proto_type: r["proto_type"].as_u64().map(|p| p as u8),
+        correlation_id: opt(&r["correlation_id"]),
+        node_name: opt(&r["node_name"]),
+        call_id: opt(&r["sip"]["call_id"]),
+        method_or_status: Some(record_method_or_status(r)).filter(|s| !s.is_empty()),
+        payload: record_payload(r),
+        peer: r["peer"].as_str().expect("peer").to_string(),
+    }
+}
+
+/// Compares two lists of messages as multisets, failing on the first difference with both
+/// sides shown.
+pub fn assert_same_messages(what: &str, mut want: Vec<WireHep>, mut got: Vec<WireHep>) {
+    want.sort();
+    got.sort();
+    for (i, (w, g)) in want.iter().zip(&got).enumerate() {
+        assert_eq!(
+            g, w,
+            "{what}: message {i} (sorted) differs: left hepcap, right wire"
+        );
+    }
+    assert_eq!(got.len(), want.len(), "{what}: message count");
+}
