@@ -28,7 +28,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let mut differ = Vec::new();
     for capture in workspace::captures_in(&workspace::pcaps_dir())? {
         let name = workspace::file_name(&capture)?.to_owned();
-        let out = tshark::run(&capture)?;
+        // Files that need reassembly are compared message by message (cases::REASSEMBLED).
+        let out = match crate::conformance::cases::reassembled(&name) {
+            Some((extra, _)) => tshark::run_messages(&capture, extra)?,
+            None => tshark::run(&capture)?,
+        };
         let complaint = tshark::stderr_text(&out);
         if out.stdout.is_empty() {
             println!("{name}: tshark cannot open it, no expected file ({complaint})");

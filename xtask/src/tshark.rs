@@ -126,6 +126,56 @@ pub fn command_line(file: &str) -> String {
     format!("tshark {}", quoted.join(" "))
 }
 
+/// Options of the message command (files in `cases::REASSEMBLED`): tshark's own IP
+/// defragmentation and TCP reassembly, stated so that a user profile cannot turn them off.
+pub const MESSAGE_OPTIONS: [&str; 8] = [
+    "-o",
+    "ip.defragment:TRUE",
+    "-o",
+    "ipv6.defragment:TRUE",
+    "-o",
+    "tcp.desegment_tcp_streams:TRUE",
+    "--enable-heuristic",
+    "sip_udp",
+];
+
+/// Arguments of the message command for `file`, with the file's `extra` options (e.g.
+/// `-d tcp.port==6060,sip`).
+pub fn message_args(file: &Path, extra: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = MESSAGE_OPTIONS.iter().map(|s| (*s).to_owned()).collect();
+    args.extend(extra.iter().map(|s| (*s).to_owned()));
+    args.push("-r".to_owned());
+    args.push(file.display().to_string());
+    for option in [
+        "-Y",
+        "sip",
+        "-T",
+        "fields",
+        "-E",
+        "separator=/t",
+        "-E",
+        "header=y",
+        "-E",
+        "occurrence=a",
+    ] {
+        args.push(option.to_owned());
+    }
+    for field in crate::conformance::messages::FIELDS {
+        args.push("-e".to_owned());
+        args.push(field.to_owned());
+    }
+    args
+}
+
+/// Runs the message command on `file`.
+pub fn run_messages(file: &Path, extra: &[&str]) -> anyhow::Result<Output> {
+    let program = program();
+    Command::new(&program)
+        .args(message_args(file, extra))
+        .output()
+        .with_context(|| format!("run {program} (is tshark installed? set TSHARK=...)"))
+}
+
 /// Runs tshark on `file` and returns its output whatever the exit status.
 pub fn run(file: &Path) -> anyhow::Result<Output> {
     let program = program();

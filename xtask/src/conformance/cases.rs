@@ -18,14 +18,10 @@ pub enum Expect {
 }
 
 /// Files hepcap must refuse, with the reason. These are the only files not compared.
-pub const REJECTED: [(&str, &str); 4] = [
+pub const REJECTED: [(&str, &str); 3] = [
     (
         "sipnab__c07-sip-r2.cap",
         "Microsoft NetMon 2.x file: hepcap reads pcap and pcapng only (negative test)",
-    ),
-    (
-        "zeek__nflog-http.pcap",
-        "LINKTYPE_NFLOG (239) is not decoded in this issue (and the file has no SIP)",
     ),
     (
         "synth__unsupported-linktype-147.pcap",
@@ -43,45 +39,50 @@ pub const MATCH_THEN_ERROR: [(&str, &str); 1] = [(
     "the last record is cut in the middle (negative fixture)",
 )];
 
-/// Files whose SIP is partly or wholly outside what hepcap decodes in this issue. They are
-/// compared on the subset the tshark filter keeps (SIP in plain, unfragmented UDP); the note
-/// says what is left out, so that a reader of the table knows why a count is low.
-pub const SUBSET_NOTES: [(&str, &str); 13] = [
-    ("heplify__sip_ipv4_tcp.pcap", "SIP over TCP left out"),
-    (
-        "heplify__sip_ipv4_tcp_retrans.pcap",
-        "TCP leg left out; the UDP leg is compared",
-    ),
+/// Files compared message by message after reassembly (`messages.rs`): tshark with its IP
+/// defragmentation and TCP reassembly on, hepcap with every transport. Each entry gives the
+/// extra tshark arguments and the extra hepcap arguments the file needs (the same port made
+/// SIP on both sides).
+pub const REASSEMBLED: [(&str, &[&str], &[&str]); 22] = [
     (
         "heplify__sip_ipv4_tcp_fragmented.pcap",
-        "SIP over TCP port 6060 left out",
+        &["-d", "tcp.port==6060,sip"],
+        &["--sip-ports", "5060-5061,6060"],
     ),
-    (
-        "heplify__sip_tcp_websocket.pcap",
-        "SIP over WebSocket left out; the UDP legs are compared",
-    ),
-    ("heplify__sip_sctp.pcap", "SIP over SCTP left out"),
-    ("suricata__sip-tcp.pcap", "SIP over TCP left out"),
-    (
-        "suricata__sip-body-large.pcap",
-        "SIP over TCP (64 KB body) left out",
-    ),
-    ("sngrep__ipip.pcap", "SIP over TCP and IP-in-IP left out"),
-    (
-        "sngrep__ipv6frag.pcap",
-        "IPv6-fragmented INVITEs left out (no reassembly yet)",
-    ),
-    (
-        "peafowl__ip_fragmentation_correct_1.pcap",
-        "IPv4-fragmented SIP CANCEL left out (no reassembly yet)",
-    ),
-    ("sipnab__DTMFsipinfo.pcap", "SIP inside PPPoE left out"),
-    (
-        "heplify__erspan_sip_ipv4_udp.pcapng",
-        "SIP inside GRE (TEB) left out",
-    ),
-    ("ndpi__gre.pcapng", "SIP inside VLAN + GRE + PPP left out"),
+    ("heplify__sip_ipv4_tcp.pcap", &[], &[]),
+    ("heplify__sip_ipv4_tcp_retrans.pcap", &[], &[]),
+    ("heplify__sip_tcp_websocket.pcap", &[], &[]),
+    ("heplify__sip_sctp.pcap", &[], &[]),
+    ("suricata__sip-tcp.pcap", &[], &[]),
+    ("suricata__sip-body-large.pcap", &[], &[]),
+    ("sngrep__ipip.pcap", &[], &[]),
+    ("heplify__ipip0.pcap", &[], &[]),
+    ("sngrep__ipv6frag.pcap", &[], &[]),
+    ("peafowl__ip_fragmentation_correct_1.pcap", &[], &[]),
+    ("sipnab__DTMFsipinfo.pcap", &[], &[]),
+    ("heplify__erspan_sip_ipv4_udp.pcapng", &[], &[]),
+    ("ndpi__gre.pcapng", &[], &[]),
+    ("synth__tcp-packed-and-split.pcap", &[], &[]),
+    ("synth__tcp-mid-stream.pcap", &[], &[]),
+    ("synth__vxlan.pcap", &[], &[]),
+    ("synth__erspan-ii-iii.pcap", &[], &[]),
+    ("synth__gre-variants.pcap", &[], &[]),
+    ("synth__ipv4-fragments-ooo-overlap.pcap", &[], &[]),
+    ("synth__ipv6-fragments-ooo.pcap", &[], &[]),
+    ("synth__mpls-pppoe.pcap", &[], &[]),
 ];
+
+/// The extra (tshark, hepcap) arguments of a file compared after reassembly, or `None` for a
+/// file compared row by row.
+pub fn reassembled(file_name: &str) -> Option<(&'static [&'static str], &'static [&'static str])> {
+    REASSEMBLED
+        .iter()
+        .find(|(f, _, _)| *f == file_name)
+        .map(|(_, t, h)| (*t, *h))
+}
+
+/// Files compared row by row on a subset; the note says what is left out.
+pub const SUBSET_NOTES: [(&str, &str); 0] = [];
 
 /// The expectation for a file name.
 pub fn expect(file_name: &str) -> Expect {

@@ -8,6 +8,7 @@
 
 pub mod cases;
 pub mod json;
+pub mod messages;
 pub mod rows;
 
 use std::path::{Path, PathBuf};
@@ -164,14 +165,18 @@ fn build_hepcap(release: bool) -> anyhow::Result<PathBuf> {
 struct TsharkView {
     /// Frames decoded as SIP at all.
     all: Option<usize>,
-    /// The filtered rows command.
+    /// The filtered rows command, or the message command for files that need reassembly.
     out: Output,
 }
 
 fn tshark_view(path: &Path) -> anyhow::Result<TsharkView> {
+    let name = workspace::file_name(path)?;
     Ok(TsharkView {
         all: tshark::count_sip_frames(path)?,
-        out: tshark::run(path)?,
+        out: match cases::reassembled(name) {
+            Some((extra, _)) => tshark::run_messages(path, extra)?,
+            None => tshark::run(path)?,
+        },
     })
 }
 
@@ -210,6 +215,9 @@ fn check_file(
     view: &TsharkView,
     max_diffs: usize,
 ) -> anyhow::Result<FileResult> {
+    if let Some((_, hepcap_args)) = cases::reassembled(name) {
+        return check_messages(bin, shown, path, view, hepcap_args, max_diffs);
+    }
     let expect = cases::expect(name);
     let mut result = FileResult {
         shown: shown.to_owned(),
@@ -312,6 +320,63 @@ fn check_file(
     Ok(result)
 }
 
+/// A file compared message by message after reassembly (`messages.rs`).
+fn check_messages(
+    bin: &Path,
+    shown: &str,
+    path: &Path,
+    view: &TsharkView,
+    hepcap_args: &[&str],
+    max_diffs: usize,
+) -> anyhow::Result<FileResult> {
+    let mut result = FileResult {
+        shown: shown.to_owned(),
+        tshark_all: view.all,
+        tshark_compared: None,
+        hepcap: None,
+        verdict: "ok",
+        note: "after reassembly, all transports".to_owned(),
+        problems: Vec::new(),
+    };
+    let tshark = messages::parse_tshark(&String::from_utf8_lossy(&view.out.stdout));
+    if !view.out.status.success() {
+        result.problems.push(format!(
+            "tshark failed ({}): {}",
+            view.out.status,
+            tshark::stderr_text(&view.out)
+        ));
+    }
+    let out = Command::new(bin)
+        .args(["replay", "-q", "--jsonl", "-"])
+        .args(hepcap_args)
+        .arg(path)
+        .output()
+        .with_context(|| format!("run {}", bin.display()))?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() || stderr.contains("panicked") {
+        result
+            .problems
+            .push(format!("hepcap failed ({}): {}", out.status, stderr.trim()));
+    }
+    let hepcap = messages::parse_hepcap(&String::from_utf8_lossy(&out.stdout));
+    match (&tshark, &hepcap) {
+        (Ok(t), Ok(h)) => {
+            result.tshark_compared = Some(messages::count(t));
+            result.hepcap = Some(h.len());
+            if !hepcap_args.is_empty() {
+                result.note = join_note(&result.note, &hepcap_args.join(" "));
+            }
+            result.problems.extend(messages::compare(t, h, max_diffs));
+        }
+        (Err(e), _) => result.problems.push(format!("tshark output unusable: {e}")),
+        (_, Err(e)) => result.problems.push(format!("hepcap output unusable: {e}")),
+    }
+    if !result.problems.is_empty() {
+        result.verdict = "FAIL";
+    }
+    Ok(result)
+}
+
 fn join_note(a: &str, b: &str) -> String {
     if a.is_empty() {
         b.to_owned()
@@ -345,6 +410,8 @@ fn print_table(results: &[FileResult]) {
     }
     println!(
         "\ntshark sip: frames tshark decodes as SIP (no reassembly); tshark cmp.: those the \
-         filter keeps and hepcap must reproduce; hepcap: SIP/UDP records hepcap wrote."
+         filter keeps and hepcap must reproduce (for files compared after reassembly: the SIP \
+         messages tshark finds with its own reassembly); hepcap: SIP/UDP records hepcap wrote \
+         (all its SIP records for files compared after reassembly)."
     );
 }
