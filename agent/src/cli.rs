@@ -149,6 +149,9 @@ pub struct ReplayArgs {
     #[command(flatten)]
     pub decode: DecodeArgs,
 
+    #[command(flatten)]
+    pub correlate: CorrelateArgs,
+
     /// Records the pipeline's ring holds between the replay and the sinks.
     #[arg(long, value_name = "N", default_value_t = 65_536)]
     pub ring_capacity: usize,
@@ -239,6 +242,84 @@ pub struct RunArgs {
 
     #[command(flatten)]
     pub pipeline: PipelineArgs,
+}
+
+/// On or off.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum OnOff {
+    On,
+    Off,
+}
+
+/// RTCP correlation and duplicate suppression; shared by replay and live capture.
+#[derive(Debug, Args, Clone)]
+pub struct CorrelateArgs {
+    /// RTCP that matches no call's SDP: drop it (counted as rtcp_uncorrelated; Homer stores no
+    /// RTCP without a Call-ID) or send it without a correlation id.
+    #[arg(long, value_enum, value_name = "WHAT", default_value = "drop")]
+    pub rtcp_uncorrelated: crate::correlate::Uncorrelated,
+
+    /// How long RTCP waits for the SDP that explains it (arrival order is not guaranteed),
+    /// milliseconds of capture time; 0 gives up at once.
+    #[arg(long, value_name = "MS", default_value_t = 2000)]
+    pub rtcp_hold_ms: u64,
+
+    /// RTCP datagrams held at most while waiting; the oldest is given up beyond.
+    #[arg(long, value_name = "N", default_value_t = 4096)]
+    pub rtcp_hold_max: usize,
+
+    /// Seconds RTCP is still tied to a call after its BYE or CANCEL.
+    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    pub rtcp_bye_grace: u64,
+
+    /// RTCP addresses and learned SSRCs kept at most (each); the oldest is evicted beyond.
+    #[arg(long, value_name = "N", default_value_t = 200_000)]
+    pub rtcp_max_entries: usize,
+
+    /// Drop the same datagram (addresses, ports, payload) seen again within
+    /// --dedup-window-ms, counted as duplicate. Default: off for replay (a capture file holds
+    /// each packet once), on for live capture. SIP retransmissions (500 ms apart) are kept.
+    #[arg(long, value_enum, value_name = "ON|OFF")]
+    pub dedup: Option<OnOff>,
+
+    /// Window of --dedup, milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 50)]
+    pub dedup_window_ms: u64,
+}
+
+impl CorrelateArgs {
+    /// The correlator configuration these flags describe.
+    pub fn config(&self) -> crate::correlate::CorrelatorConfig {
+        let CorrelateArgs {
+            rtcp_uncorrelated,
+            rtcp_hold_ms,
+            rtcp_hold_max,
+            rtcp_bye_grace,
+            rtcp_max_entries,
+            dedup: _,
+            dedup_window_ms: _,
+        } = self.clone();
+        crate::correlate::CorrelatorConfig {
+            calls: crate::correlate::calls::CallTableConfig {
+                max_addresses: rtcp_max_entries,
+                max_ssrcs: rtcp_max_entries,
+                bye_grace_us: rtcp_bye_grace.saturating_mul(1_000_000),
+                ..Default::default()
+            },
+            hold_us: rtcp_hold_ms.saturating_mul(1_000),
+            hold_max: rtcp_hold_max,
+            uncorrelated: rtcp_uncorrelated,
+        }
+    }
+
+    /// Duplicate suppression, when on; `live` gives the default when --dedup is not given.
+    pub fn dedup(&self, live: bool) -> Option<crate::correlate::dedup::DedupConfig> {
+        let on = self.dedup.map_or(live, |d| d == OnOff::On);
+        on.then(|| crate::correlate::dedup::DedupConfig {
+            window_us: self.dedup_window_ms.saturating_mul(1_000),
+            ..Default::default()
+        })
+    }
 }
 
 fn parse_speed(s: &str) -> Result<f64, String> {
@@ -346,6 +427,32 @@ mod tests {
     }
 
     #[test]
+    fn correlation_flags() {
+        let cli = Cli::try_parse_from([
+            "hepcap",
+            "replay",
+            "a.pcap",
+            "--rtcp-uncorrelated",
+            "send",
+            "--rtcp-hold-ms",
+            "500",
+            "--dedup",
+            "on",
+            "--dedup-window-ms",
+            "20",
+        ])
+        .unwrap();
+        let Command::Replay(r) = cli.command else {
+            panic!("replay")
+        };
+        let c = r.correlate.config();
+        assert_eq!(c.uncorrelated, crate::correlate::Uncorrelated::Send);
+        assert_eq!(c.hold_us, 500_000);
+        assert_eq!(r.correlate.dedup(false).map(|d| d.window_us), Some(20_000));
+        assert!(Cli::try_parse_from(["hepcap", "replay", "a", "--dedup", "maybe"]).is_err());
+    }
+
+    #[test]
     fn replay_flags() {
         let cli = Cli::try_parse_from([
             "hepcap",
@@ -374,6 +481,12 @@ mod tests {
         assert_eq!(r.sinks.node_id, 7);
         assert_eq!(r.speed, Some(2.0));
         assert_eq!(r.loops, 0);
+        assert_eq!(
+            r.correlate.config(),
+            crate::correlate::CorrelatorConfig::default()
+        );
+        assert_eq!(r.correlate.dedup(false), None);
+        assert!(r.correlate.dedup(true).is_some());
         assert!(Cli::try_parse_from(["hepcap", "replay", "a", "--speed", "0"]).is_err());
         assert!(Cli::try_parse_from(["hepcap", "replay", "a", "--hep", "9060"]).is_err());
     }

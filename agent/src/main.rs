@@ -154,6 +154,8 @@ fn run_replay(args: ReplayArgs, quiet: bool) -> anyhow::Result<ExitCode> {
         restamp: args.restamp,
         loops: args.loops,
         decoder: args.decode.config(),
+        correlate: args.correlate.config(),
+        dedup: args.correlate.dedup(false),
     };
     let stats = replay::run(&opts, &pipeline, &stop);
     let pipeline_stats = pipeline.finish();

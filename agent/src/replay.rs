@@ -5,14 +5,23 @@
 //! slow sink slows the replay, nothing is dropped for lack of room. Timing is a choice: as fast as possible with the
 //! capture's timestamps (default), the capture's gaps (`--pace`, scaled by `--speed`), and/or
 //! the current time instead of the capture's (`--restamp`).
+//!
+//! Between the decoder and the pipeline sit duplicate suppression (`--dedup`, off by default
+//! here: a capture file holds what was captured once) and the correlation stage, which learns
+//! media addresses from SIP and turns RTCP into HEP type 5 records with the call's Call-ID.
+//! Both see packets in file order and use the capture time as their clock, also with
+//! `--restamp`.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::decode::{Decoder, DecoderConfig, ReassemblyStats, SkipCounts};
+use crate::correlate::dedup::{Dedup, DedupConfig};
+use crate::correlate::{Correlator, CorrelatorConfig, CorrelatorStats, SipMessageView};
+use crate::decode::{Decoder, DecoderConfig, ReassemblyStats, SkipCounts, SkipReason};
 use crate::pipeline::Pipeline;
-use crate::record::{Source, Timestamp};
+use crate::record::{Record, Source, Timestamp};
 use crate::source::CaptureFile;
 
 /// How to replay.
@@ -29,6 +38,10 @@ pub struct ReplayOptions {
     pub loops: u64,
     /// SIP ports, tunnels and reassembly limits: the same decoder live capture uses.
     pub decoder: DecoderConfig,
+    /// RTCP correlation: tables, hold window, what to do with unmatched RTCP.
+    pub correlate: CorrelatorConfig,
+    /// Duplicate suppression, when on.
+    pub dedup: Option<DedupConfig>,
 }
 
 impl Default for ReplayOptions {
@@ -40,6 +53,8 @@ impl Default for ReplayOptions {
             restamp: false,
             loops: 1,
             decoder: DecoderConfig::default(),
+            correlate: CorrelatorConfig::default(),
+            dedup: None,
         }
     }
 }
@@ -58,6 +73,10 @@ pub struct ReplayStats {
     pub skipped: SkipCounts,
     /// Fragment and TCP flow tables: completed, expired, evicted, malformed, peaks.
     pub reassembly: ReassemblyStats,
+    /// RTCP decoded, correlated, held, uncorrelated; call table counters.
+    pub correlate: CorrelatorStats,
+    /// Datagrams dropped as copies of one seen within the dedup window.
+    pub duplicates: u64,
 }
 
 /// Replays `opts.files` into `pipeline` until the files end or `stop` is set.
@@ -65,6 +84,12 @@ pub fn run(opts: &ReplayOptions, pipeline: &Pipeline, stop: &AtomicBool) -> Repl
     let mut stats = ReplayStats::default();
     let mut pass = 0u64;
     let mut decoder = Decoder::new(opts.decoder.clone());
+    decoder.rtcp_tap().enable(true);
+    let mut post = PostDecode {
+        correlator: Correlator::new(opts.correlate.clone(), Source::Replay.as_str()),
+        dedup: opts.dedup.map(Dedup::new),
+        out: Vec::new(),
+    };
 
     while opts.loops == 0 || pass < opts.loops {
         pass += 1;
@@ -89,6 +114,7 @@ pub fn run(opts: &ReplayOptions, pipeline: &Pipeline, stop: &AtomicBool) -> Repl
             let mut ctx = FileReplay {
                 clock: &mut clock,
                 decoder: &mut decoder,
+                post: &mut post,
                 pipeline,
                 stop,
                 stats: &mut stats,
@@ -103,13 +129,53 @@ pub fn run(opts: &ReplayOptions, pipeline: &Pipeline, stop: &AtomicBool) -> Repl
         }
     }
     stats.reassembly = decoder.stats();
+    // RTCP still waiting for its SDP will not get it now.
+    post.correlator.finish(&mut post.out);
+    post.flush(pipeline, opts.restamp);
+    stats.correlate = post.correlator.stats();
+    stats.duplicates = post.dedup.as_ref().map_or(0, Dedup::duplicates);
     stats
+}
+
+/// What happens to decoded packets before the pipeline.
+#[derive(Debug)]
+struct PostDecode {
+    correlator: Correlator,
+    dedup: Option<Dedup>,
+    /// Records the correlator made, pushed after each frame.
+    out: Vec<Record>,
+}
+
+impl PostDecode {
+    /// True when the datagram is a copy of one seen within the window.
+    fn duplicate(
+        &mut self,
+        src: SocketAddr,
+        dst: SocketAddr,
+        transport: u8,
+        payload: &[u8],
+        ts: Timestamp,
+    ) -> bool {
+        self.dedup
+            .as_mut()
+            .is_some_and(|d| d.is_duplicate(src, dst, transport, payload, ts))
+    }
+
+    fn flush(&mut self, pipeline: &Pipeline, restamp: bool) {
+        for mut record in self.out.drain(..) {
+            if restamp {
+                record.ts = Timestamp::now();
+            }
+            pipeline.push(record);
+        }
+    }
 }
 
 /// One file's replay: where frames go and what is counted.
 struct FileReplay<'a> {
     clock: &'a mut PaceClock,
     decoder: &'a mut Decoder,
+    post: &'a mut PostDecode,
     pipeline: &'a Pipeline,
     stop: &'a AtomicBool,
     stats: &'a mut ReplayStats,
@@ -137,19 +203,45 @@ impl FileReplay<'_> {
             let restamp = self.clock.restamp;
             let stats = &mut *self.stats;
             let pipeline = self.pipeline;
+            let post = &mut *self.post;
             let decoded = self
                 .decoder
                 .decode(link, frame.ts, frame.data, &mut |sip, ts| {
+                    let (src, dst) = (
+                        SocketAddr::new(sip.src, sip.src_port),
+                        SocketAddr::new(sip.dst, sip.dst_port),
+                    );
+                    if post.duplicate(src, dst, sip.transport.0, sip.payload, ts) {
+                        return;
+                    }
                     stats.sip_messages += 1;
                     if sip.sip.call_id.is_none() {
                         stats.sip_no_call_id += 1;
                     }
-                    let ts = if restamp { Timestamp::now() } else { ts };
-                    pipeline.push(sip.to_record(ts, Source::Replay));
+                    let record = sip.to_record(ts, Source::Replay);
+                    if let Some(view) = SipMessageView::of_record(&record) {
+                        post.correlator.on_sip(&view, ts, &mut post.out);
+                    }
+                    let mut record = record;
+                    if restamp {
+                        record.ts = Timestamp::now();
+                    }
+                    pipeline.push(record);
                 });
-            if let Err(reason) = decoded {
-                self.stats.skipped.add(reason);
-                crate::telemetry::metrics::decode_skip("replay", reason);
+            self.decoder.rtcp_tap().drain(|d| {
+                if !post.duplicate(d.src, d.dst, 17, d.payload, d.ts) {
+                    post.correlator.on_udp(d, &mut post.out);
+                }
+            });
+            post.flush(pipeline, restamp);
+            match decoded {
+                // Handed to the correlator, which counts what becomes of it.
+                Err(SkipReason::Rtcp) => {}
+                Err(reason) => {
+                    self.stats.skipped.add(reason);
+                    crate::telemetry::metrics::decode_skip("replay", reason);
+                }
+                Ok(_) => {}
             }
         }
     }

@@ -38,7 +38,47 @@ pub fn replay_summary(stats: &ReplayStats, pipeline: &PipelineStats) -> String {
         let _ = writeln!(out, "  skipped {}: {n}", reason.as_str());
     }
     write_reassembly(&mut out, &stats.reassembly);
+    write_correlation(&mut out, stats);
     out
+}
+
+/// RTCP correlation and duplicate suppression, when they saw anything.
+fn write_correlation(out: &mut String, stats: &ReplayStats) {
+    let c = &stats.correlate;
+    let malformed: u64 = c.rtcp_malformed.iter().map(|(_, n)| n).sum();
+    if c.rtcp > 0 || malformed > 0 {
+        let _ = writeln!(
+            out,
+            "  rtcp: {} reports, {} correlated ({} after waiting for SDP), {} uncorrelated \
+             ({} given up early, hold full)",
+            c.rtcp,
+            c.rtcp_correlated + c.rtcp_correlated_late,
+            c.rtcp_correlated_late,
+            c.rtcp_uncorrelated,
+            c.rtcp_hold_overflow
+        );
+        for (reason, n) in &c.rtcp_malformed {
+            let _ = writeln!(out, "    rtcp malformed {reason}: {n}");
+        }
+    }
+    if c.sdp_messages > 0 {
+        let t = &c.calls;
+        let _ = writeln!(
+            out,
+            "  sdp: {} messages, {} media; rtcp addresses {} inserted, {} expired, {} evicted; \
+             ssrcs {} learned, {} evicted",
+            c.sdp_messages,
+            c.sdp_media,
+            t.address_inserts,
+            t.address_expired,
+            t.address_evictions,
+            t.ssrc_learned,
+            t.ssrc_evictions
+        );
+    }
+    if stats.duplicates > 0 {
+        let _ = writeln!(out, "  dropped duplicate: {}", stats.duplicates);
+    }
 }
 
 /// IP defragmentation and TCP reassembly counters, when either table was used.

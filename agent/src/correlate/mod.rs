@@ -20,6 +20,7 @@ pub mod calls;
 pub mod dedup;
 pub mod rtcp;
 pub mod sdp;
+pub mod tap;
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;

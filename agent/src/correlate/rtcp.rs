@@ -5,7 +5,8 @@
 //! packet types it does not know (feedback 205/206, anything up to 223 under rtcp-mux) are
 //! skipped by their length, so are APP packets and unknown XR blocks. It rejects only what is
 //! truly malformed: a header that is not version 2, a length that runs past the datagram, or a
-//! report count that does not fit the packet's own length. Each rejection is an [`RtcpError`]
+//! report count that does not fit the packet's own length. Up to three bytes after the last
+//! packet are ignored, as tshark does. Each rejection is an [`RtcpError`]
 //! carrying the offset and the lengths involved.
 //!
 //! The JSON ([`RtcpReport::to_json`]) uses the key schema heplify and captagent send as HEP
@@ -179,6 +180,8 @@ pub struct RtcpReport {
     pub packets: u16,
     /// Packets of types this walker does not decode (skipped by length).
     pub skipped: u16,
+    /// Bytes after the last packet, fewer than a header, ignored.
+    pub trailing: u8,
 }
 
 fn be16(b: &[u8], at: usize) -> u16 {
@@ -210,6 +213,12 @@ impl RtcpReport {
         }
         while offset < data.len() {
             let rest = &data[offset..];
+            // Some stacks leave a few bytes after the last packet (seen: two zero bytes after
+            // an SR+RR+SDES); tshark ignores them too. Less than a header cannot be a packet.
+            if offset > 0 && rest.len() < HEADER_LEN {
+                report.trailing = rest.len() as u8;
+                break;
+            }
             if rest.len() < HEADER_LEN {
                 return Err(RtcpError::Truncated {
                     offset,

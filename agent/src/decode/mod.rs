@@ -18,7 +18,7 @@ mod sctp;
 mod skip;
 mod tunnel;
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use bytes::Bytes;
 
@@ -26,6 +26,7 @@ pub use link::{LinkType, UnsupportedLinkType};
 pub use ports::{PortSet, PortSetError};
 pub use skip::{SkipCounts, SkipReason};
 
+use crate::correlate::tap::UdpTap;
 use crate::reassembly::defrag::{Fragment, FragmentOutcome};
 use crate::reassembly::tcp::{Segment, StreamKind};
 use crate::reassembly::{
@@ -124,6 +125,8 @@ pub struct Decoder {
     frags: FragmentTable,
     tcp: TcpTable,
     sctp: SctpTable,
+    /// RTCP-looking UDP handed to the correlation stage when enabled.
+    rtcp_tap: UdpTap,
 }
 
 impl Decoder {
@@ -142,7 +145,14 @@ impl Decoder {
             frags: FragmentTable::new(defrag),
             sctp: SctpTable::new(SCTP_MAX_PARTIALS, tcp.max_message),
             tcp: TcpTable::new(tcp),
+            rtcp_tap: UdpTap::default(),
         }
+    }
+
+    /// RTCP-looking UDP datagrams (still returned as [`SkipReason::Rtcp`]) are copied here
+    /// once enabled; drain it after each frame.
+    pub fn rtcp_tap(&mut self) -> &mut UdpTap {
+        &mut self.rtcp_tap
     }
 
     /// Decodes one frame captured at `ts`. Each message goes to `out` with its timestamp:
@@ -318,7 +328,15 @@ impl Decoder {
             return self.inner(inner, self.nested(ctx)?, out);
         }
         let Some(sip) = SipScan::scan(payload) else {
-            return Err(classify_non_sip(payload));
+            let reason = classify_non_sip(payload);
+            if reason == SkipReason::Rtcp {
+                let (s, d) = (
+                    SocketAddr::new(src, src_port),
+                    SocketAddr::new(dst, dst_port),
+                );
+                self.rtcp_tap.push(s, d, ctx.vlan, ctx.ts, payload);
+            }
+            return Err(reason);
         };
         out(
             SipPacket {
