@@ -16,6 +16,7 @@ pub mod run;
 pub mod sink;
 pub mod sip;
 pub mod source;
+pub mod spool;
 pub mod summary;
 pub mod telemetry;
 pub mod tls;
