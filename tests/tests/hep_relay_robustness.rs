@@ -16,26 +16,6 @@ use std::time::{Duration, Instant};
 use hepcap_e2e::require_tool;
 use relay_support::*;
 
-/// zlib (the real one, through Python) of `data`.
-fn zlib_compress(data: &[u8]) -> Vec<u8> {
-    let mut child = Command::new("python3")
-        .args([
-            "-c",
-            "import sys, zlib; sys.stdout.buffer.write(zlib.compress(sys.stdin.buffer.read(), 9))",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("spawn python3");
-    let mut stdin = child.stdin.take().expect("stdin");
-    let data = data.to_vec();
-    let writer = std::thread::spawn(move || stdin.write_all(&data).expect("write to python3"));
-    let out = child.wait_with_output().expect("python3 zlib");
-    writer.join().expect("writer");
-    assert!(out.status.success(), "python3 zlib failed");
-    out.stdout
-}
-
 /// A SIP packet like [`sip_hep3`] with its payload in 0x0010 as `compressed`.
 fn compressed_hep3(call_id: &str, compressed: &[u8]) -> Vec<u8> {
     let mut chunks = chunks_of(&sip_hep3(call_id, 1_700_000_100, 0, &[]));

@@ -729,6 +729,7 @@ pub fn wire_hep(pcap: &Path, port: u16) -> Vec<WireHep> {
         "sip.Method",
         "sip.Status-Code",
         "udp.payload",
+        "hep.payload_compressed",
     ];
     let decode_as = [
         format!("udp.port=={port},hep"),
@@ -744,12 +745,14 @@ pub fn wire_hep(pcap: &Path, port: u16) -> Vec<WireHep> {
         let peer = format!("{}:{sport}", f[0].first().cloned().unwrap_or_default());
         let (mut methods, mut statuses) = (f[18].iter(), f[19].iter());
         for i in 0..k {
-            let payload = match f[16].get(i) {
-                Some(p) => unhex(p),
+            let payload = match (f[16].len() == k, f[21].len() == k) {
+                (true, _) => unhex(&f[16][i]),
+                // hep.lua shows a compressed payload (0x0010) as it is: inflate it with zlib.
+                (false, true) => zlib_inflate(&unhex(&f[21][i])),
                 // hep.lua hands a v1/v2 payload straight to the SIP dissector without a
                 // field: it is the datagram after the fixed header (hep.md §1.2), 8 bytes, two
                 // addresses and, for v2, the 12-byte time header.
-                None => {
+                (false, false) => {
                     assert!(
                         k == 1 && f[20].len() == 1,
                         "HEP v1/v2 only come alone over UDP"
@@ -760,11 +763,18 @@ pub fn wire_hep(pcap: &Path, port: u16) -> Vec<WireHep> {
                     datagram[8 + addresses + time..].to_vec()
                 }
             };
-            let method_or_status = if payload.starts_with(b"SIP/2.0 ") {
+            let mut method_or_status = if payload.starts_with(b"SIP/2.0 ") {
                 statuses.next().cloned()
             } else {
                 methods.next().cloned()
             };
+            let mut call_id = one(17, i);
+            // tshark cannot dissect the SIP of an inflated payload: parse it here.
+            if f[16].len() != k && f[21].len() == k && one(13, i).as_deref() == Some("1") {
+                let (first, id) = sip_first_line_and_call_id(&payload);
+                method_or_status = Some(self::method_or_status(&first));
+                call_id = id;
+            }
             let ip = |v4: usize, v6: usize| one(v4, i).or_else(|| one(v6, i)).unwrap_or_default();
             let sec: u64 = f[10][i].parse().expect("hep.ts_sec");
             let usec: u64 = f[11][i].parse().expect("hep.ts_usec");
@@ -779,7 +789,7 @@ pub fn wire_hep(pcap: &Path, port: u16) -> Vec<WireHep> {
                 proto_type: one(13, i).map(|c| c.parse().expect("proto type")),
                 correlation_id: one(14, i),
                 node_name: one(15, i),
-                call_id: one(17, i),
+                call_id,
                 method_or_status,
                 payload,
                 peer: peer.clone(),
@@ -822,4 +832,38 @@ pub fn assert_same_messages(what: &str, mut want: Vec<WireHep>, mut got: Vec<Wir
         );
     }
     assert_eq!(got.len(), want.len(), "{what}: message count");
+}
+
+/// Runs a python3 one-liner reading stdin and writing stdout, bytes to bytes.
+fn python_filter(program: &str, input: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut child = Command::new("python3")
+        .args(["-c", program])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn python3");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let data = input.to_vec();
+    let writer = std::thread::spawn(move || stdin.write_all(&data).expect("write to python3"));
+    let out = child.wait_with_output().expect("python3");
+    writer.join().expect("writer");
+    assert!(out.status.success(), "python3 {program} failed");
+    out.stdout
+}
+
+/// zlib (the C library, through Python) compression of `data`.
+pub fn zlib_compress(data: &[u8]) -> Vec<u8> {
+    python_filter(
+        "import sys, zlib; sys.stdout.buffer.write(zlib.compress(sys.stdin.buffer.read(), 9))",
+        data,
+    )
+}
+
+/// zlib (the C library, through Python) of a zlib or gzip stream.
+pub fn zlib_inflate(data: &[u8]) -> Vec<u8> {
+    python_filter(
+        "import sys, zlib; sys.stdout.buffer.write(zlib.decompress(sys.stdin.buffer.read(), 47))",
+        data,
+    )
 }
