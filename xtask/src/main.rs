@@ -3,6 +3,8 @@
 //! This file only dispatches; each command lives in its own module. To add one, add a variant
 //! to [`Command`], a module, and a line in `main`.
 
+mod bench_pipeline;
+mod bench_relay;
 mod bench_replay;
 mod chores;
 mod conformance;
@@ -38,6 +40,12 @@ enum Command {
     /// Time `hepcap replay` on 1M generated SIP messages into a counting UDP receiver and
     /// into JSON lines; print rates, delivery, CPU and peak RSS.
     BenchReplay(bench_replay::Args),
+    /// Time `hepcap run` relaying HEPv3 over UDP against a plain recvmmsg/sendmmsg forwarder;
+    /// print both delivered rates, the ratio, hepcap's CPU, peak RSS and drop counters.
+    BenchRelay(bench_relay::Args),
+    /// Records/s through ring + dispatcher into a null sink (1, 2, 4 producers), and the
+    /// spool's write/replay MB/s beside a plain sequential write measured in the same run.
+    BenchPipeline(bench_pipeline::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -49,5 +57,7 @@ fn main() -> anyhow::Result<()> {
         Command::Expected(args) => expected::run(args),
         Command::Conformance(args) => conformance::run(args),
         Command::BenchReplay(args) => bench_replay::run(args),
+        Command::BenchRelay(args) => bench_relay::run(args),
+        Command::BenchPipeline(args) => bench_pipeline::run(args),
     }
 }
