@@ -3,7 +3,6 @@
 //! This file only dispatches; each command lives in its own module. To add one, add a variant
 //! to [`Command`], a module, and a line in `main`.
 
-mod bench_pipeline;
 mod bench_relay;
 mod bench_replay;
 mod chores;
@@ -43,9 +42,6 @@ enum Command {
     /// Time `hepcap run` relaying HEPv3 over UDP against a plain recvmmsg/sendmmsg forwarder;
     /// print both delivered rates, the ratio, hepcap's CPU, peak RSS and drop counters.
     BenchRelay(bench_relay::Args),
-    /// Records/s through ring + dispatcher into a null sink (1, 2, 4 producers), and the
-    /// spool's write/replay MB/s beside a plain sequential write measured in the same run.
-    BenchPipeline(bench_pipeline::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -58,6 +54,5 @@ fn main() -> anyhow::Result<()> {
         Command::Conformance(args) => conformance::run(args),
         Command::BenchReplay(args) => bench_replay::run(args),
         Command::BenchRelay(args) => bench_relay::run(args),
-        Command::BenchPipeline(args) => bench_pipeline::run(args),
     }
 }
