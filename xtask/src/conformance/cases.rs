@@ -43,7 +43,7 @@ pub const MATCH_THEN_ERROR: [(&str, &str); 1] = [(
 /// defragmentation and TCP reassembly on, hepcap with every transport. Each entry gives the
 /// extra tshark arguments and the extra hepcap arguments the file needs (the same port made
 /// SIP on both sides).
-pub const REASSEMBLED: [(&str, &[&str], &[&str]); 22] = [
+pub const REASSEMBLED: [(&str, &[&str], &[&str]); 23] = [
     (
         "heplify__sip_ipv4_tcp_fragmented.pcap",
         &["-d", "tcp.port==6060,sip"],
@@ -69,6 +69,7 @@ pub const REASSEMBLED: [(&str, &[&str], &[&str]); 22] = [
     ("synth__gre-variants.pcap", &[], &[]),
     ("synth__ipv4-fragments-ooo-overlap.pcap", &[], &[]),
     ("synth__ipv6-fragments-ooo.pcap", &[], &[]),
+    ("synth__ip-in-ip.pcap", &[], &[]),
     ("synth__mpls-pppoe.pcap", &[], &[]),
 ];
 

@@ -12,6 +12,8 @@ use super::capture::{self, Frame, Precision, Ts};
 use super::packet::{self, Datagram, Ipv6Ext, TPID_8021AD, TPID_8021Q};
 use super::sip::{Dialog, Dir, Message, Party, sdp};
 
+mod tunnels;
+
 /// A generated file.
 #[derive(Debug)]
 pub struct Fixture {
@@ -27,7 +29,7 @@ type Build = fn() -> anyhow::Result<Vec<u8>>;
 
 /// Every synthetic capture, in a fixed order.
 pub fn all() -> anyhow::Result<Vec<Fixture>> {
-    let builders: [(&str, &str, Build); 20] = [
+    let builders: [(&str, &str, Build); 29] = [
         (
             "synth__vlan-8021q.pcap",
             "Ethernet + 802.1Q VLAN 100, IPv4: INVITE/SDP call flow to BYE",
@@ -128,6 +130,52 @@ pub fn all() -> anyhow::Result<Vec<Fixture>> {
             "synth__not-a-capture.pcap",
             "negative: a text file with a .pcap name",
             not_a_capture,
+        ),
+        (
+            "synth__tcp-packed-and-split.pcap",
+            "SIP/TCP 5060: INVITE over 3 segments, 100+180 in one segment, CRLF keep-alive, \
+             retransmitted BYE",
+            tunnels::tcp_packed_and_split,
+        ),
+        (
+            "synth__tcp-mid-stream.pcap",
+            "SIP/TCP on 5080 picked up mid-message; 200 OK over 2 segments",
+            tunnels::tcp_mid_stream,
+        ),
+        (
+            "synth__vxlan.pcap",
+            "SIP call in VXLAN (UDP 4789, VNI 0x1234)",
+            tunnels::vxlan,
+        ),
+        (
+            "synth__erspan-ii-iii.pcap",
+            "SIP mirrored in ERSPAN II and III (with and without subheader), inner VLAN 10",
+            tunnels::erspan,
+        ),
+        (
+            "synth__gre-variants.pcap",
+            "GRE plain/IPv4, checksum/TEB, PPP, key+sequence/IPv6",
+            tunnels::gre_variants,
+        ),
+        (
+            "synth__ip-in-ip.pcap",
+            "IPv4-in-IPv4 call, 6in4 and 4in6 OPTIONS pings",
+            tunnels::ip_in_ip,
+        ),
+        (
+            "synth__mpls-pppoe.pcap",
+            "SIP over a 2-label MPLS stack and in PPPoE session frames",
+            tunnels::mpls_pppoe,
+        ),
+        (
+            "synth__ipv4-fragments-ooo-overlap.pcap",
+            "INVITE and 200 as IPv4 fragments: last first, overlapping middle, then first",
+            tunnels::ipv4_fragments,
+        ),
+        (
+            "synth__ipv6-fragments-ooo.pcap",
+            "IPv6 call, INVITE and 200 as 3 IPv6 fragments each, out of order",
+            tunnels::ipv6_fragments,
         ),
     ];
     builders

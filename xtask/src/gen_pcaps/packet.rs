@@ -170,7 +170,7 @@ fn set_udp_checksum(udp: &mut [u8], pseudo: &[u8]) {
 
 /// The Internet checksum (RFC 1071) over the concatenation of `parts`, each of even length
 /// except possibly the last.
-fn checksum(parts: &[&[u8]]) -> u16 {
+pub fn checksum(parts: &[&[u8]]) -> u16 {
     let mut sum: u32 = 0;
     for part in parts {
         for pair in part.chunks(2) {
