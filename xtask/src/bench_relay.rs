@@ -62,6 +62,10 @@ pub struct Args {
     /// Size of each HEP3 packet, bytes (a SIP INVITE with SDP is 700-1000).
     #[arg(long, default_value_t = 800)]
     size: usize,
+    /// Offered load, datagrams per second; 0 sends as fast as the generator can. A rate
+    /// below saturation shows whether hepcap keeps up without loss.
+    #[arg(long, default_value_t = 0)]
+    rate: u64,
     /// Runs of each relay, alternating; medians are reported.
     #[arg(long, default_value_t = 3)]
     runs: usize,
@@ -75,6 +79,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         packets,
         seconds,
         size,
+        rate,
         runs,
         no_build,
     } = args;
@@ -91,6 +96,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         packets: (0..BATCH).map(|i| hep3_packet(size, i)).collect(),
         count: packets,
         limit: Duration::from_secs(seconds),
+        rate,
     };
 
     let mut forwarder_runs = Vec::new();
@@ -123,6 +129,8 @@ struct Load {
     packets: Vec<Vec<u8>>,
     count: u64,
     limit: Duration,
+    /// Datagrams per second, 0 for as fast as possible.
+    rate: u64,
 }
 
 /// A relay under test.
@@ -561,6 +569,14 @@ fn generate(port: u16, load: &Load) -> anyhow::Result<u64> {
         if calls.is_multiple_of(256) && started.elapsed() > load.limit {
             break;
         }
+        if load.rate > 0 {
+            // Pace per batch: wait until this batch is due.
+            let due = Duration::from_secs_f64(sent as f64 / load.rate as f64);
+            let now = started.elapsed();
+            if due > now {
+                thread::sleep(due - now);
+            }
+        }
         let n = (load.count - sent).min(BATCH as u64) as usize;
         // SAFETY: the first n headers each point at an iovec of a packet in `load`; all outlive
         // the call and the kernel only reads them.
@@ -801,11 +817,16 @@ fn report(load: &Load, hepcap: &Path, forwarder: &[RunResult], hepcap_runs: &[Ru
     println!();
     println!("== hepcap relay benchmark (HEPv3 over UDP, 127.0.0.1) ==");
     println!(
-        "load:      {} x {}-byte HEP3 SIP packets per run at most, {} s at most; generator: one \
-         thread, sendmmsg x{BATCH}",
+        "load:      {} x {}-byte HEP3 SIP packets per run at most, {} s at most, offered {}; \
+         generator: one thread, sendmmsg x{BATCH}",
         thousands(load.count),
         load.packets[0].len(),
-        load.limit.as_secs()
+        load.limit.as_secs(),
+        if load.rate > 0 {
+            format!("{}/s", thousands(load.rate))
+        } else {
+            "as fast as it can".into()
+        }
     );
     println!(
         "hepcap:    {} run --hep-listen udp://127.0.0.1:P1 --hep udp://127.0.0.1:P2",
