@@ -10,6 +10,7 @@ pub mod cases;
 pub mod json;
 pub mod messages;
 pub mod rows;
+pub mod rtcp;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -127,6 +128,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         println!("  {file}: {why}");
     }
     println!("\nFilter: {}", tshark::filter());
+
+    let rtcp = rtcp::check_all(&bin, only.as_deref())?;
+    let rtcp_failed = rtcp.iter().filter(|r| !r.problems.is_empty()).count();
+    if rtcp_failed > 0 {
+        bail!("{rtcp_failed} RTCP capture(s) do not conform");
+    }
 
     if !failed.is_empty() {
         bail!("{} of {} files do not conform", failed.len(), results.len());

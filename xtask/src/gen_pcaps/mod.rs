@@ -7,6 +7,7 @@
 mod capture;
 mod fixtures;
 mod packet;
+pub mod rtcp;
 mod sip;
 
 use std::path::PathBuf;
@@ -31,7 +32,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
 
     let mut stale = Vec::new();
-    for fixture in fixtures::all()? {
+    let mut all = fixtures::all()?;
+    all.push(fixtures::Fixture {
+        name: rtcp::NAME,
+        exercises: rtcp::EXERCISES,
+        bytes: rtcp::build()?,
+    });
+    for fixture in all {
         let path = dir.join(fixture.name);
         if check {
             let current = std::fs::read(&path).unwrap_or_default();
