@@ -192,6 +192,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
          and write back: 2.57 M packets/s"
     );
 
+    // TCP-heavy and fragment-heavy variants of the same traffic (bench_reassembly.rs).
+    crate::bench_reassembly::run(&hepcap, &capture, runs)?;
+
     let invalid: u64 = hep_runs.iter().map(|r| r.recv.invalid).sum();
     if invalid > 0 {
         let why = hep_runs

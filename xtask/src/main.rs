@@ -3,6 +3,7 @@
 //! This file only dispatches; each command lives in its own module. To add one, add a variant
 //! to [`Command`], a module, and a line in `main`.
 
+mod bench_reassembly;
 mod bench_relay;
 mod bench_replay;
 mod chores;
