@@ -14,8 +14,10 @@
 mod relay_support;
 
 use std::fs::File;
+use std::net::{TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use hepcap_e2e::{require_tool, scratch_dir};
 use relay_support::*;
@@ -23,12 +25,33 @@ use relay_support::*;
 /// Calls per test; one proxied call is 14 HEP messages (harness README §1).
 const CALLS: usize = 10;
 
-/// Holds the lock on the fixed SIP ports for as long as it lives.
+/// Holds the lock on the fixed SIP ports for as long as it lives, once the ports are free.
+///
+/// Tests elsewhere that start the harness's Kamailio (5060) or SIPp (5070, 5080) should take
+/// the same lock file; one that does not is waited for (bounded) until it frees the ports.
 fn sip_ports_lock() -> File {
     let path = scratch_dir("locks").join("kamailio-sip-5060.lock");
     let file = File::create(&path).expect("create lock file");
     file.lock().expect("lock the SIP ports");
-    file
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let busy: Vec<u16> = [5060u16, 5070, 5080]
+            .into_iter()
+            .filter(|&p| {
+                UdpSocket::bind(("127.0.0.1", p)).is_err()
+                    || TcpListener::bind(("127.0.0.1", p)).is_err()
+            })
+            .collect();
+        if busy.is_empty() {
+            return file;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "127.0.0.1 ports {busy:?} (Kamailio/SIPp) stayed busy for 5 minutes: another \
+             Kamailio or SIPp is running"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
 }
 
 /// Kamailio started with the harness's run.sh; stopped by PID on drop.
@@ -118,12 +141,18 @@ fn kamailio_to_hepcap(
     let _lock = sip_ports_lock();
     let dir = fresh_dir(name);
     let jsonl = dir.join("records.jsonl");
-    let hepcap = Hepcap::start(&[
+    let mut args = vec![
         "--hep-listen".to_string(),
         format!("{scheme}://127.0.0.1:0"),
         "--jsonl".into(),
         jsonl.display().to_string(),
-    ]);
+    ];
+    // HEPv3 carries Kamailio's auth_key (default "myHep") in 0x000e: demand it. HEPv2 has no
+    // place for a key.
+    if version == "v3" {
+        args.extend(["--hep-listen-password".to_string(), "myHep".into()]);
+    }
+    let hepcap = Hepcap::start(&args);
     let port = match scheme {
         "udp" => hepcap.udp[0].port(),
         _ => hepcap.stream[0].port(),
@@ -135,15 +164,15 @@ fn kamailio_to_hepcap(
     } else {
         ""
     };
-    let mut args = vec![format!("HEP_DST=\"sip:127.0.0.1:{port}{transport}\"")];
-    args.extend(kamailio_args.iter().map(|a| a.to_string()));
-    let kamailio = Kamailio::start(&dir.join("kamailio"), None, &args);
+    let mut kamailio_cfg = vec![format!("HEP_DST=\"sip:127.0.0.1:{port}{transport}\"")];
+    kamailio_cfg.extend(kamailio_args.iter().map(|a| a.to_string()));
+    let kamailio = Kamailio::start(&dir.join("kamailio"), None, &kamailio_cfg);
     place_calls(&dir);
     // No more HEP once Kamailio is gone.
     kamailio.stop();
     drop(kamailio);
 
-    let pcap = tcpdump.finish(if scheme == "udp" { CALLS * 14 } else { 1 });
+    let pcap = tcpdump.finish(if scheme == "udp" { CALLS * 13 } else { 1 });
     let summary = hepcap.stop_ok();
     let records = read_jsonl(&jsonl);
     let wire = wire_hep(&pcap, port);
