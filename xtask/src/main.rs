@@ -3,6 +3,7 @@
 //! This file only dispatches; each command lives in its own module. To add one, add a variant
 //! to [`Command`], a module, and a line in `main`.
 
+mod bench_pipeline;
 mod bench_reassembly;
 mod bench_relay;
 mod bench_replay;
@@ -43,6 +44,9 @@ enum Command {
     /// Time `hepcap run` relaying HEPv3 over UDP against a plain recvmmsg/sendmmsg forwarder;
     /// print both delivered rates, the ratio, hepcap's CPU, peak RSS and drop counters.
     BenchRelay(bench_relay::Args),
+    /// Records/s through ring + dispatcher into a null sink (1, 2, 4 producers), and the
+    /// spool's write/replay MB/s beside a plain sequential write measured in the same run.
+    BenchPipeline(bench_pipeline::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -55,5 +59,6 @@ fn main() -> anyhow::Result<()> {
         Command::Conformance(args) => conformance::run(args),
         Command::BenchReplay(args) => bench_replay::run(args),
         Command::BenchRelay(args) => bench_relay::run(args),
+        Command::BenchPipeline(args) => bench_pipeline::run(args),
     }
 }

@@ -230,7 +230,7 @@ fn dispatch(
                     return workers;
                 }
                 // Producers unpark us after pushing; the timeout only bounds a missed wake-up.
-                std::thread::park_timeout(Duration::from_millis(1));
+                ring.consumer_wait(Duration::from_millis(1));
                 continue;
             }
             let now = Instant::now();
@@ -238,7 +238,7 @@ fn dispatch(
             if now >= due {
                 break;
             }
-            std::thread::park_timeout(due - now);
+            ring.consumer_wait(due - now);
         }
         if flags.abort.load(Ordering::Acquire) {
             for r in &batch {

@@ -5,6 +5,7 @@
 //! room, or wait (only sources that can wait, such as replay, may use `Block`).
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::thread::Thread;
 use std::time::Duration;
@@ -33,6 +34,8 @@ pub struct Ring {
     queue: ArrayQueue<Record>,
     policy: WhenFull,
     consumer: OnceLock<Thread>,
+    /// Set by the consumer while it sleeps, so producers unpark it only then.
+    consumer_idle: AtomicBool,
     drops: Mutex<DropCounts>,
 }
 
@@ -42,6 +45,7 @@ impl Ring {
             queue: ArrayQueue::new(capacity.max(1)),
             policy,
             consumer: OnceLock::new(),
+            consumer_idle: AtomicBool::new(false),
             drops: Mutex::new(DropCounts::new()),
         }
     }
@@ -77,10 +81,20 @@ impl Ring {
                 },
             }
         }
-        // Wake the dispatcher when the ring goes from empty to non-empty or fills up.
-        if self.queue.len() == 1 || self.queue.is_full() {
+        // Wake the dispatcher only when it sleeps: one shared load per push, rarely written.
+        if self.consumer_idle.load(Ordering::Acquire) {
             self.wake_consumer();
         }
+    }
+
+    /// The consumer sleeps until a push wakes it, or `timeout` (a bound on a missed wake-up).
+    pub(super) fn consumer_wait(&self, timeout: Duration) {
+        self.consumer_idle.store(true, Ordering::SeqCst);
+        // A push between our last pop and the store above saw no idle flag: look again.
+        if self.queue.is_empty() {
+            std::thread::park_timeout(timeout);
+        }
+        self.consumer_idle.store(false, Ordering::Release);
     }
 
     fn wake_consumer(&self) {

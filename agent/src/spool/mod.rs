@@ -26,7 +26,7 @@
 
 use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
+use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use thiserror::Error;
@@ -144,7 +144,8 @@ pub struct Spool {
     writer: Option<BufWriter<File>>,
     /// Where the next read starts.
     read: Position,
-    reader: Option<(u64, File)>,
+    /// Open segment being read, and the offset its buffered reader is at.
+    reader: Option<(u64, u64, BufReader<File>)>,
     ack: Position,
     /// Records after `ack`.
     pending: u64,
@@ -338,7 +339,14 @@ impl Spool {
                     None => break,
                 }
             }
-            let record = self.read_one(seg_id)?;
+            let record = match self.read_one(seg_id) {
+                Ok(r) => r,
+                Err(e) => {
+                    // The reader's position is unknown now: reopen on the next read.
+                    self.reader = None;
+                    return Err(e);
+                }
+            };
             self.read.offset = record.end.offset;
             self.in_flight.push_back(record.end);
             out.push(record);
@@ -348,15 +356,17 @@ impl Spool {
 
     fn read_one(&mut self, seg_id: u64) -> Result<Spooled, SpoolError> {
         let path = segment_path(&self.dir, seg_id);
-        if self.reader.as_ref().is_none_or(|(id, _)| *id != seg_id) {
+        if self.reader.as_ref().is_none_or(|(id, _, _)| *id != seg_id) {
             let file = File::open(&path).map_err(io_err("open", &path))?;
-            self.reader = Some((seg_id, file));
+            self.reader = Some((seg_id, 0, BufReader::with_capacity(256 << 10, file)));
         }
-        let Some((_, file)) = self.reader.as_mut() else {
+        let Some((_, at, file)) = self.reader.as_mut() else {
             return Err(SpoolError::TooLarge { len: 0 });
         };
-        file.seek(SeekFrom::Start(self.read.offset))
-            .map_err(io_err("seek", &path))?;
+        if *at != self.read.offset {
+            file.seek(SeekFrom::Start(self.read.offset))
+                .map_err(io_err("seek", &path))?;
+        }
         let mut header = [0u8; FRAME_HEADER];
         file.read_exact(&mut header)
             .map_err(io_err("read", &path))?;
@@ -365,6 +375,7 @@ impl Spool {
         self.scratch.resize(len, 0);
         file.read_exact(&mut self.scratch)
             .map_err(io_err("read", &path))?;
+        *at = self.read.offset + (FRAME_HEADER + len) as u64;
         Ok(Spooled {
             ts_us,
             payload: self.scratch.clone(),
@@ -504,7 +515,7 @@ impl Spool {
     }
 
     fn remove_segment(&mut self, id: u64) -> Result<(), SpoolError> {
-        if self.reader.as_ref().is_some_and(|(r, _)| *r == id) {
+        if self.reader.as_ref().is_some_and(|(r, _, _)| *r == id) {
             self.reader = None;
         }
         let path = segment_path(&self.dir, id);
