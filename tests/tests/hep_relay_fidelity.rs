@@ -141,7 +141,7 @@ fn start_sink(port: u16, raw: &Path, out: &Path) -> Guard {
             .arg(harness().join("hep_sink.py"))
             .args(["--udp", &format!("127.0.0.1:{port}")])
             .args(["--tcp", &format!("127.0.0.1:{port}")])
-            .args(["--timeout", "120", "--count", "1000000", "--raw-dir"])
+            .args(["--timeout", "600", "--count", "1000000", "--raw-dir"])
             .arg(raw)
             .arg("--out")
             .arg(out)

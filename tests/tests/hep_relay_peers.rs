@@ -343,7 +343,7 @@ fn sngrep_and_kamailio_receive_what_hepcap_relays() {
     let sngrep_pcap = dir.join("sngrep.pcap");
     let mut sngrep = Guard::spawn(
         "sngrep -L",
-        Command::new("sngrep")
+        bounded(300, "sngrep")
             .args([
                 "-N",
                 "-q",

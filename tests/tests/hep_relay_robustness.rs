@@ -30,7 +30,7 @@ fn start_sink(port: u16, out: &Path, tcp: bool) -> Guard {
     let mut cmd = Command::new("python3");
     cmd.arg(harness().join("hep_sink.py"))
         .args(["--udp", &format!("127.0.0.1:{port}")])
-        .args(["--timeout", "120", "--count", "10000000", "--out"])
+        .args(["--timeout", "600", "--count", "10000000", "--out"])
         .arg(out)
         .stderr(Stdio::null());
     if tcp {

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use hepcap_e2e::{hepcap, scratch_dir, shared_dir};
+use hepcap_e2e::{hepcap_bin, scratch_dir, shared_dir};
 use serde_json::Value;
 
 /// `../shared/harness`.
@@ -36,8 +36,10 @@ pub fn shared_pcap(name: &str) -> PathBuf {
     p
 }
 
-/// A fresh, empty scratch directory for one test.
+/// A fresh, empty scratch directory for one test. Builds the hepcap binary first, so that no
+/// helper a test starts afterwards (with its own time bound) waits on cargo's build lock.
 pub fn fresh_dir(name: &str) -> PathBuf {
+    hepcap_bin();
     let dir = scratch_dir(name);
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("create scratch dir");
@@ -126,12 +128,21 @@ impl Guard {
 }
 
 impl Drop for Guard {
+    /// SIGTERM first, so that a `timeout` wrapper passes it on to its command; SIGKILL after
+    /// 3 s.
     fn drop(&mut self) {
         if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
+            self.terminate(Duration::from_secs(3));
         }
     }
+}
+
+/// `timeout SECS PROGRAM`: a daemon that outlives a killed test still ends. `timeout`
+/// forwards SIGTERM and SIGINT to the program and exits with its status.
+pub fn bounded(secs: u32, program: impl AsRef<std::ffi::OsStr>) -> Command {
+    let mut cmd = Command::new("timeout");
+    cmd.arg(secs.to_string()).arg(program);
+    cmd
 }
 
 /// `hepcap run` with its listeners bound, stopped by SIGTERM or killed on drop.
@@ -154,7 +165,7 @@ impl Hepcap {
         let listeners = args.iter().filter(|a| **a == "--hep-listen").count();
         let guard = Guard::spawn(
             "hepcap run",
-            hepcap()
+            bounded(900, hepcap_bin())
                 .arg("run")
                 .args(&args)
                 .env("RUST_LOG", "warn,hepcap=info")
@@ -519,7 +530,7 @@ impl Tcpdump {
     pub fn start(file: &Path, filter: &str) -> Tcpdump {
         let mut guard = Guard::spawn(
             "tcpdump",
-            Command::new("tcpdump")
+            bounded(600, "tcpdump")
                 .args(["-i", "lo", "-U", "-s", "0", "-w"])
                 .arg(file)
                 .arg(filter)
