@@ -65,6 +65,25 @@ pub struct PipelineArgs {
     /// then is counted as dropped (`shutdown`).
     #[arg(long, value_name = "SECS", default_value_t = 10)]
     pub shutdown_timeout: u64,
+
+    /// Records per second each HEP destination gets at most (token bucket, a tenth of a
+    /// second of burst). Unlimited when absent.
+    #[arg(long, value_name = "PPS")]
+    pub hep_rate_limit: Option<u64>,
+
+    /// What happens over --hep-rate-limit: delay (wait; the sink queue fills, then
+    /// `queue_full` drops) or drop (counted `rate_limited`).
+    #[arg(long, value_enum, default_value = "delay")]
+    pub hep_rate_policy: crate::pipeline::RatePolicy,
+
+    /// Consecutive failed batches that open a sink's circuit breaker (0: no breaker). While
+    /// open, batches are dropped as `breaker_open`; one probe goes through per cool-down.
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    pub breaker_failures: u32,
+
+    /// Milliseconds an open breaker waits before letting a probe batch through.
+    #[arg(long, value_name = "MS", default_value_t = 5000)]
+    pub breaker_cool_down_ms: u64,
 }
 
 #[derive(Debug, Subcommand)]

@@ -16,7 +16,7 @@ use hepcap::cli::{
 };
 use hepcap::hep::HepEncoder;
 use hepcap::hep::{IdentityRewrite, Limits};
-use hepcap::pipeline::{Pipeline, PipelineConfig, WhenFull};
+use hepcap::pipeline::{BreakerConfig, Pipeline, PipelineConfig, RateLimit, WhenFull};
 use hepcap::replay::{self, ReplayOptions};
 use hepcap::run::{self, RunOptions};
 use hepcap::sink::{HepTransport, JsonlSink, Sink, TcpHepSink, UdpHepSink};
@@ -77,6 +77,14 @@ fn pipeline_config(
         batch_size: args.batch_size.max(1),
         batch_timeout: Duration::from_micros(args.batch_timeout_us),
         shutdown_timeout: Duration::from_secs(args.shutdown_timeout),
+        hep_rate_limit: args.hep_rate_limit.map(|per_second| RateLimit {
+            per_second,
+            policy: args.hep_rate_policy,
+        }),
+        breaker: (args.breaker_failures > 0).then(|| BreakerConfig {
+            failures: args.breaker_failures,
+            cool_down: Duration::from_millis(args.breaker_cool_down_ms),
+        }),
         ..PipelineConfig::default()
     }
 }

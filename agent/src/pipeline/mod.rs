@@ -9,6 +9,7 @@
 //! policy, and every record dropped is counted with its reason and source. A slow sink fills
 //! only its own queue: the others keep receiving.
 
+mod delivery;
 mod ring;
 mod worker;
 
@@ -17,6 +18,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+pub use delivery::{BreakerConfig, BreakerState, RateLimit, RatePolicy};
 pub use ring::{DropCounts, Ring, WhenFull};
 use worker::SinkWorker;
 
@@ -54,6 +56,10 @@ pub struct PipelineConfig {
     /// How long [`Pipeline::finish`] lets the sinks drain before what is left is dropped and
     /// counted as `shutdown`.
     pub shutdown_timeout: Duration,
+    /// Rate limit of each HEP sink (sinks named `hep …`); `None`: unlimited.
+    pub hep_rate_limit: Option<RateLimit>,
+    /// Circuit breaker of every sink; `None`: no breaker.
+    pub breaker: Option<BreakerConfig>,
 }
 
 impl Default for PipelineConfig {
@@ -65,6 +71,8 @@ impl Default for PipelineConfig {
             sink_queue_batches: 1024,
             batch_timeout: Duration::from_millis(1),
             shutdown_timeout: Duration::from_secs(10),
+            hep_rate_limit: None,
+            breaker: Some(BreakerConfig::default()),
         }
     }
 }
@@ -98,11 +106,18 @@ impl Pipeline {
         register_ring_probe(&ring);
         let mut workers = Vec::with_capacity(sinks.len());
         for (index, sink) in sinks.into_iter().enumerate() {
+            let policy = worker::Policy {
+                rate: config
+                    .hep_rate_limit
+                    .filter(|_| sink.name().starts_with("hep ")),
+                breaker: config.breaker,
+            };
             workers.push(SinkWorker::spawn(
                 sink,
                 index,
                 config.sink_queue_batches,
                 Arc::clone(&abort),
+                policy,
             )?);
         }
         let dispatcher = {

@@ -193,6 +193,7 @@ fn shutdown_timeout_counts_what_was_left() {
         sink_queue_batches: 64,
         batch_timeout: Duration::ZERO,
         shutdown_timeout: Duration::from_millis(200),
+        ..PipelineConfig::default()
     };
     let p = Pipeline::start(&config, vec![stuck]).unwrap();
     for n in 0..40 {

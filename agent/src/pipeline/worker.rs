@@ -1,5 +1,6 @@
 //! One thread per sink, fed by its own bounded queue of batches.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
@@ -8,8 +9,10 @@ use std::time::Instant;
 
 use metrics::Counter;
 
+use super::delivery::{Breaker, BreakerConfig, BreakerState, RateLimit, RatePolicy, TokenBucket};
 use crate::record::Record;
 use crate::sink::{Sink, SinkStats};
+use crate::telemetry::LogLimit;
 use crate::telemetry::metrics::{SinkMetrics, sink_label};
 
 type Batch = Arc<Vec<Record>>;
@@ -20,7 +23,7 @@ pub(super) struct SinkWorker {
     name: String,
     tx: Option<SyncSender<Batch>>,
     /// The sink thread; it hands back the sink and the records dropped at shutdown.
-    thread: Option<JoinHandle<(Box<dyn Sink>, u64)>>,
+    thread: Option<JoinHandle<(Box<dyn Sink>, WorkerDrops)>>,
     /// Records dropped because this sink's queue was full.
     queue_full: u64,
     queue_full_metric: Counter,
@@ -38,6 +41,7 @@ impl SinkWorker {
         index: usize,
         queue_batches: usize,
         abort: Arc<AtomicBool>,
+        policy: Policy,
     ) -> std::io::Result<Self> {
         let name = sink.name().to_string();
         let metrics = SinkMetrics::new(&sink_label(&name, index));
@@ -45,7 +49,7 @@ impl SinkWorker {
         let (tx, rx) = sync_channel::<Batch>(queue_batches.max(1));
         let thread = std::thread::Builder::new()
             .name(format!("hepcap-sink-{}", short(&name)))
-            .spawn(move || run(sink, rx, &metrics, &abort))?;
+            .spawn(move || run(sink, rx, &metrics, &abort, policy))?;
         Ok(SinkWorker {
             name,
             tx: Some(tx),
@@ -93,10 +97,10 @@ impl SinkWorker {
     pub(super) fn finish(mut self) -> (String, SinkStats) {
         self.tx = None;
         let mut stats = match self.thread.take().map(JoinHandle::join) {
-            Some(Ok((sink, aborted))) => {
+            Some(Ok((sink, drops))) => {
                 let mut stats = sink.stats();
-                if aborted > 0 {
-                    *stats.dropped.entry("shutdown").or_default() += aborted;
+                for (reason, n) in drops {
+                    *stats.dropped.entry(reason).or_default() += n;
                 }
                 stats
             }
@@ -112,48 +116,147 @@ impl SinkWorker {
     }
 }
 
+/// Delivery policy of one sink worker.
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct Policy {
+    pub rate: Option<RateLimit>,
+    pub breaker: Option<BreakerConfig>,
+}
+
+/// Records the worker itself dropped, by reason, handed back with the sink.
+type WorkerDrops = BTreeMap<&'static str, u64>;
+
 fn run(
     mut sink: Box<dyn Sink>,
     rx: Receiver<Batch>,
     metrics: &SinkMetrics,
     abort: &AtomicBool,
-) -> (Box<dyn Sink>, u64) {
+    policy: Policy,
+) -> (Box<dyn Sink>, WorkerDrops) {
     let mut last = sink.stats();
-    let mut aborted = 0u64;
+    let mut drops = WorkerDrops::new();
+    let mut bucket = policy.rate.map(|r| {
+        (
+            TokenBucket::new(r.per_second as f64, Instant::now()),
+            r.policy,
+        )
+    });
+    let mut breaker = policy.breaker.map(Breaker::new);
+    if breaker.is_some() {
+        metrics.breaker_state.set(BreakerState::Closed as u8 as f64);
+    }
+    let rate_limited = metrics.dropped("rate_limited");
+    let breaker_open = metrics.dropped("breaker_open");
+    let mut drop_log = LogLimit::default();
+
     while let Ok(batch) = rx.recv() {
         // Past the shutdown timeout what is queued is counted, not sent.
         if abort.load(Ordering::Acquire) {
-            aborted += batch.len() as u64;
+            *drops.entry("shutdown").or_default() += batch.len() as u64;
+            metrics.dropped("shutdown").increment(batch.len() as u64);
             continue;
         }
-        let started = Instant::now();
-        sink.send_batch(&batch);
-        metrics.send_seconds.record(started.elapsed().as_secs_f64());
-        publish(&mut last, sink.stats(), metrics);
+        if let Some(b) = breaker.as_mut() {
+            let (admitted, change) = b.admit(Instant::now());
+            if let Some(state) = change {
+                breaker_changed(sink.as_ref(), metrics, state);
+            }
+            if !admitted {
+                *drops.entry("breaker_open").or_default() += batch.len() as u64;
+                breaker_open.increment(batch.len() as u64);
+                continue;
+            }
+        }
+
+        let mut failed = false;
+        let mut rest: &[Record] = &batch;
+        while !rest.is_empty() {
+            let chunk = match bucket.as_mut() {
+                None => rest.len(),
+                Some((bucket, RatePolicy::Drop)) => {
+                    let granted = bucket.take(rest.len(), Instant::now());
+                    let excess = (rest.len() - granted) as u64;
+                    if excess > 0 {
+                        *drops.entry("rate_limited").or_default() += excess;
+                        rate_limited.increment(excess);
+                        if let Some(suppressed) = drop_log.allow(Instant::now()) {
+                            tracing::warn!(
+                                sink = %sink.name(),
+                                records = excess,
+                                suppressed,
+                                "over the rate limit, dropped"
+                            );
+                        }
+                    }
+                    rest = &rest[..granted];
+                    granted
+                }
+                Some((bucket, RatePolicy::Delay)) => loop {
+                    let granted = bucket.take(rest.len(), Instant::now());
+                    if granted > 0 {
+                        break granted;
+                    }
+                    std::thread::sleep(bucket.wait_for(rest.len(), Instant::now()));
+                },
+            };
+            if chunk == 0 {
+                break;
+            }
+            let (now_send, later) = rest.split_at(chunk);
+            let started = Instant::now();
+            sink.send_batch(now_send);
+            metrics.send_seconds.record(started.elapsed().as_secs_f64());
+            failed |= publish(&mut last, sink.stats(), metrics);
+            rest = later;
+        }
+
+        if let Some(b) = breaker.as_mut()
+            && let Some(state) = b.record(!failed, Instant::now())
+        {
+            breaker_changed(sink.as_ref(), metrics, state);
+        }
     }
     sink.flush();
     publish(&mut last, sink.stats(), metrics);
-    if aborted > 0 {
-        metrics.dropped("shutdown").increment(aborted);
-    }
-    (sink, aborted)
+    (sink, drops)
 }
 
-/// Adds what the sink counted since `last` to its metrics.
-fn publish(last: &mut SinkStats, now: SinkStats, metrics: &SinkMetrics) {
+/// One log line and the state metric per breaker transition.
+fn breaker_changed(sink: &dyn Sink, metrics: &SinkMetrics, state: BreakerState) {
+    metrics.breaker_state.set(state as u8 as f64);
+    ::metrics::counter!(
+        crate::telemetry::metrics::SINK_BREAKER_TRANSITIONS,
+        "sink" => metrics.label,
+        "reason" => state.as_str()
+    )
+    .increment(1);
+    match state {
+        BreakerState::Open => {
+            tracing::warn!(sink = %sink.name(), state = state.as_str(), "circuit breaker opened")
+        }
+        _ => tracing::info!(sink = %sink.name(), state = state.as_str(), "circuit breaker"),
+    }
+}
+
+/// Adds what the sink counted since `last` to its metrics. True when records were lost to a
+/// delivery failure (`sink_down`, `send_error`) meanwhile.
+fn publish(last: &mut SinkStats, now: SinkStats, metrics: &SinkMetrics) -> bool {
     metrics
         .records
         .increment(now.records_sent.saturating_sub(last.records_sent));
     metrics
         .bytes
         .increment(now.bytes_sent.saturating_sub(last.bytes_sent));
+    let mut failed = false;
     for (reason, n) in &now.dropped {
         let before = last.dropped.get(reason).copied().unwrap_or(0);
         if *n > before {
             metrics.dropped(reason).increment(n - before);
+            failed |= matches!(*reason, "sink_down" | "send_error");
         }
     }
     *last = now;
+    failed
 }
 
 /// Thread names are limited to 15 bytes on Linux: keep the scheme and the start of the target.
