@@ -178,7 +178,8 @@ impl CallTable {
 
     /// The Call-ID for a report from `src` to `dst` with reporter `ssrc`: the learned SSRC
     /// first, then the source address, then the destination. A match by address teaches the
-    /// (source, SSRC) pair.
+    /// (source, SSRC) pair. A learned SSRC whose call has ended (BYE) yields to a live call
+    /// that SDP has since announced at the same addresses.
     pub fn lookup(
         &mut self,
         src: SocketAddr,
@@ -187,17 +188,39 @@ impl CallTable {
         now: Timestamp,
     ) -> Option<Box<[u8]>> {
         self.sweep(now);
+        // Source before destination, but a call that has not ended before one that has (RTCP
+        // to a new call's address from a port the previous call used).
+        let mut by_address = None;
+        for addr in [src, dst] {
+            let Some(e) = self.addresses.get(&addr) else {
+                continue;
+            };
+            if !live(&self.ended, &self.config, e, now) {
+                continue;
+            }
+            if !self.ended.contains_key(&e.call.id) {
+                by_address = Some(Arc::clone(&e.call));
+                break;
+            }
+            by_address.get_or_insert_with(|| Arc::clone(&e.call));
+        }
         if let Some(ssrc) = ssrc
             && let Some(e) = self.ssrcs.get_mut(&(src, ssrc))
             && live(&self.ended, &self.config, e, now)
         {
-            e.confirmed = now;
-            return Some(e.call.id.clone());
+            // Sticky, except that a call which said BYE gives way to a live call announced
+            // at these addresses since: a phone that keeps its port and SSRC from one call to
+            // the next (seen with baresip) belongs to the new call.
+            let handed_over = self.ended.contains_key(&e.call.id)
+                && by_address
+                    .as_ref()
+                    .is_some_and(|c| c.id != e.call.id && !self.ended.contains_key(&c.id));
+            if !handed_over {
+                e.confirmed = now;
+                return Some(e.call.id.clone());
+            }
         }
-        let call = [src, dst].into_iter().find_map(|addr| {
-            let e = self.addresses.get(&addr)?;
-            live(&self.ended, &self.config, e, now).then(|| Arc::clone(&e.call))
-        })?;
+        let call = by_address?;
         if let Some(ssrc) = ssrc {
             self.learn(src, ssrc, Arc::clone(&call), now);
         }

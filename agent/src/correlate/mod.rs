@@ -246,11 +246,11 @@ impl Correlator {
             dst: d.dst,
             vlan: d.vlan,
             ts: d.ts,
-            ssrc: report.ssrc,
+            ssrc: report.reporter(),
             json: Bytes::from(report.to_json()),
             mos: report.mos_x100(),
         };
-        if let Some(call_id) = self.calls.lookup(d.src, d.dst, report.ssrc, d.ts) {
+        if let Some(call_id) = self.calls.lookup(d.src, d.dst, report.reporter(), d.ts) {
             self.stats.rtcp_correlated += 1;
             out.push(self.record(held, Some(call_id)));
             return true;
@@ -307,6 +307,8 @@ impl Correlator {
         }
     }
 
+    // TODO(#5): every SDP retries every held packet (up to `hold_max` lookups); index the held
+    // packets by address if captures with much unexplained RTCP make this show in profiles.
     fn retry_held(&mut self, now: Timestamp, out: &mut Vec<Record>) {
         let mut still = VecDeque::with_capacity(self.held.len());
         while let Some(h) = self.held.pop_front() {

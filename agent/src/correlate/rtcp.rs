@@ -166,7 +166,8 @@ impl VoipMetrics {
 pub struct RtcpReport {
     /// Sender information of the first SR.
     pub sender_info: Option<SenderInfo>,
-    /// The reporter: SSRC of the first SR or RR, else of an XR, SDES chunk or BYE.
+    /// The JSON `ssrc`: sender SSRC of the first SR or RR, else of an XR (as heplify fills it;
+    /// tshark's `rtcp.senderssrc`).
     pub ssrc: Option<u32>,
     /// Type of the last packet in the compound (heplify's `type`).
     pub last_type: u8,
@@ -176,6 +177,8 @@ pub struct RtcpReport {
     pub voip_metrics: Option<VoipMetrics>,
     /// SSRC of the first SDES chunk.
     pub sdes_ssrc: Option<u32>,
+    /// First SSRC of a BYE or APP packet.
+    pub other_ssrc: Option<u32>,
     /// Packets in the compound, unknown types included.
     pub packets: u16,
     /// Packets of types this walker does not decode (skipped by length).
@@ -315,13 +318,17 @@ impl RtcpReport {
                     self.sdes_ssrc.get_or_insert(ssrc);
                 }
             }
-            PT_BYE => {
-                if count > 0 && body.len() >= 4 && self.ssrc.is_none() && self.sdes_ssrc.is_none() {
-                    self.ssrc = Some(be32(body, 0));
+            PT_BYE | PT_APP => {
+                // BYE with a zero source count carries no SSRC; APP always has one.
+                if (pt == PT_APP || count > 0) && body.len() >= 4 {
+                    self.other_ssrc.get_or_insert(be32(body, 0));
+                }
+                if pt == PT_APP {
+                    self.skipped = self.skipped.saturating_add(1);
                 }
             }
             PT_XR => self.walk_xr(body),
-            // APP (204), feedback (205, 206) and anything else: skipped by length.
+            // Feedback (205, 206) and anything else: skipped by length.
             _ => self.skipped = self.skipped.saturating_add(1),
         }
         Ok(())
@@ -374,6 +381,12 @@ impl RtcpReport {
             }
             at += len;
         }
+    }
+
+    /// Whose report this is, for correlation: the JSON `ssrc`, else the SSRC of an SDES chunk,
+    /// BYE or APP (a compound of SDES and BYE names its sender only there).
+    pub fn reporter(&self) -> Option<u32> {
+        self.ssrc.or(self.sdes_ssrc).or(self.other_ssrc)
     }
 
     /// MOS×100 for chunk 0x0020, when an XR VoIP metrics block gives one.

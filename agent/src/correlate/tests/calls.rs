@@ -63,6 +63,51 @@ fn learned_ssrc_is_sticky_when_the_port_moves_to_another_call() {
 }
 
 #[test]
+fn same_port_and_ssrc_in_the_next_call_after_bye() {
+    let mut table = CallTable::new(CallTableConfig::default());
+    table.insert(sa("127.0.0.1:10016"), b"call-1", t(0));
+    let first = table.lookup(
+        sa("127.0.0.1:10016"),
+        sa("127.0.0.1:10005"),
+        Some(0x77),
+        t(5),
+    );
+    assert_eq!(id(first).as_deref(), Some("call-1"));
+    table.end_call(b"call-1", t(9));
+    // Within call-1's grace period the phone is called again on the same port.
+    table.insert(sa("127.0.0.1:10016"), b"call-2", t(10));
+    let next = table.lookup(
+        sa("127.0.0.1:10016"),
+        sa("127.0.0.1:10005"),
+        Some(0x77),
+        t(15),
+    );
+    assert_eq!(id(next).as_deref(), Some("call-2"));
+    // And it stays there (re-learned).
+    let again = table.lookup(
+        sa("127.0.0.1:10016"),
+        sa("127.0.0.1:10005"),
+        Some(0x77),
+        t(16),
+    );
+    assert_eq!(id(again).as_deref(), Some("call-2"));
+}
+
+#[test]
+fn new_call_at_the_destination_beats_an_ended_call_at_the_source() {
+    let mut table = CallTable::new(CallTableConfig::default());
+    table.insert(sa("127.0.0.1:10011"), b"call-1", t(0));
+    table.end_call(b"call-1", t(9));
+    // Call 2's INVITE names the caller's new port; the callee's answer is not seen yet.
+    table.insert(sa("127.0.0.1:10003"), b"call-2", t(10));
+    let got = table.lookup(sa("127.0.0.1:10011"), sa("127.0.0.1:10003"), Some(5), t(10));
+    assert_eq!(id(got).as_deref(), Some("call-2"));
+    // Without a newer call, the ended one still gets its late RTCP.
+    let got = table.lookup(sa("127.0.0.1:10011"), sa("127.0.0.1:9"), Some(6), t(11));
+    assert_eq!(id(got).as_deref(), Some("call-1"));
+}
+
+#[test]
 fn bye_grace_then_gone() {
     let config = CallTableConfig::default();
     let grace = config.bye_grace_us / SEC;

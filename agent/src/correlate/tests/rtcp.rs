@@ -186,9 +186,18 @@ fn app_bye_and_feedback_are_skipped() {
 }
 
 #[test]
-fn bye_alone_names_its_ssrc() {
+fn bye_and_app_name_the_reporter_but_not_the_json_ssrc() {
+    // As heplify and tshark's rtcp.senderssrc: only SR, RR and XR set `ssrc`.
     let r = RtcpReport::parse(&BYE).unwrap();
-    assert_eq!(r.ssrc, Some(0x1122_3344));
+    assert_eq!((r.ssrc, r.reporter()), (None, Some(0x1122_3344)));
+    let r = RtcpReport::parse(&APP).unwrap();
+    assert_eq!((r.ssrc, r.reporter()), (None, Some(0x1122_3344)));
+    let json: serde_json::Value = serde_json::from_slice(&r.to_json()).unwrap();
+    assert_eq!(json["ssrc"], 0);
+    let data = cat(&[&BYE, &SDES]);
+    let r = RtcpReport::parse(&data).unwrap();
+    assert_eq!((r.ssrc, r.sdes_ssrc), (None, Some(0x1122_3344)));
+    assert_eq!(r.reporter(), Some(0x1122_3344));
 }
 
 #[test]
