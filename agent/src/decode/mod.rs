@@ -106,6 +106,17 @@ pub struct ReassemblyStats {
     pub sctp: SctpStats,
 }
 
+/// One IP layer the decoder walked through, for debugging tunnels (see [`Decoder::set_trace`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LayerTuple {
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    pub protocol: u8,
+    /// Ports of UDP, TCP and SCTP; 0 for other protocols or a truncated header.
+    pub src_port: u16,
+    pub dst_port: u16,
+}
+
 /// Per-frame context carried down the layers.
 #[derive(Clone, Copy)]
 struct Ctx {
@@ -127,6 +138,8 @@ pub struct Decoder {
     sctp: SctpTable,
     /// RTCP-looking UDP handed to the correlation stage when enabled.
     rtcp_tap: UdpTap,
+    /// IP layers walked since the last [`Decoder::take_trace`], when tracing is on.
+    trace: Option<Vec<LayerTuple>>,
 }
 
 impl Decoder {
@@ -146,6 +159,7 @@ impl Decoder {
             sctp: SctpTable::new(SCTP_MAX_PARTIALS, tcp.max_message),
             tcp: TcpTable::new(tcp),
             rtcp_tap: UdpTap::default(),
+            trace: None,
         }
     }
 
@@ -173,6 +187,17 @@ impl Decoder {
         };
         let n = self.ether(net.ether_type, net.data, ctx, out)?;
         Ok(n)
+    }
+
+    /// Records every IP layer decoded (outermost first) until turned off: a debugging aid for
+    /// tunnels, used by the `decode_tuples` example. Off by default; costs one branch per layer.
+    pub fn set_trace(&mut self, on: bool) {
+        self.trace = on.then(Vec::new);
+    }
+
+    /// The IP layers recorded since the last call.
+    pub fn take_trace(&mut self) -> Vec<LayerTuple> {
+        self.trace.as_mut().map(std::mem::take).unwrap_or_default()
     }
 
     /// Drops every fragment and flow in progress (end of input); they count as expired.
@@ -291,6 +316,23 @@ impl Decoder {
         ctx: Ctx,
         out: &mut Out<'_>,
     ) -> Result<usize, SkipReason> {
+        if let Some(trace) = &mut self.trace {
+            let ports = matches!(protocol, ip::PROTO_UDP | ip::PROTO_TCP | ip::PROTO_SCTP);
+            let (src_port, dst_port) = match payload.get(..4) {
+                Some(p) if ports => (
+                    u16::from_be_bytes([p[0], p[1]]),
+                    u16::from_be_bytes([p[2], p[3]]),
+                ),
+                _ => (0, 0),
+            };
+            trace.push(LayerTuple {
+                src,
+                dst,
+                protocol,
+                src_port,
+                dst_port,
+            });
+        }
         match protocol {
             ip::PROTO_UDP => self.udp(src, dst, payload, ctx, out),
             ip::PROTO_TCP => self.tcp(src, dst, payload, ctx, out),

@@ -82,6 +82,18 @@ pub fn reassembled(file_name: &str) -> Option<(&'static [&'static str], &'static
         .map(|(_, t, h)| (*t, *h))
 }
 
+/// Captures without SIP whose tunnels or link layers are checked at the five-tuple level: the
+/// innermost IP addresses, protocol and ports of every frame, as hepcap's decoder reaches them
+/// (`agent/examples/decode_tuples.rs`) and as tshark shows them (last occurrence of each field).
+pub const TUPLES: [&str; 6] = [
+    "tcpdump__vxlan.pcap",
+    "zeek__erspanII.pcap",
+    "zeek__erspanIII.pcap",
+    "zeek__linux_dlt_sll2.pcap",
+    "zeek__nflog-http.pcap",
+    "zeek__http-qinq-0.pcap",
+];
+
 /// Files compared row by row on a subset; the note says what is left out.
 pub const SUBSET_NOTES: [(&str, &str); 0] = [];
 

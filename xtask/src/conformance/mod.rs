@@ -112,6 +112,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
 
     print_table(&results);
+    let tuple_failures = check_tuples(&files)?;
     let failed: Vec<&FileResult> = results.iter().filter(|r| !r.problems.is_empty()).collect();
     for r in &failed {
         println!("\n{}:", r.shown);
@@ -135,11 +136,136 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         bail!("{rtcp_failed} RTCP capture(s) do not conform");
     }
 
-    if !failed.is_empty() {
-        bail!("{} of {} files do not conform", failed.len(), results.len());
+    if !failed.is_empty() || tuple_failures > 0 {
+        bail!(
+            "{} of {} files do not conform; {tuple_failures} differ at the five-tuple level",
+            failed.len(),
+            results.len()
+        );
     }
     println!("\nAll {} files conform.", results.len());
     Ok(())
+}
+
+/// Checks the captures of [`cases::TUPLES`] frame by frame: the innermost five-tuple of
+/// hepcap's decoder against tshark's. Returns how many files differ.
+fn check_tuples(files: &[(String, String, PathBuf)]) -> anyhow::Result<usize> {
+    let wanted: Vec<&(String, String, PathBuf)> = files
+        .iter()
+        .filter(|(_, name, _)| cases::TUPLES.contains(&name.as_str()))
+        .collect();
+    if wanted.is_empty() {
+        return Ok(0);
+    }
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let status = Command::new(&cargo)
+        .current_dir(workspace::root())
+        .args([
+            "build",
+            "--quiet",
+            "-p",
+            "hepcap",
+            "--example",
+            "decode_tuples",
+        ])
+        .status()
+        .with_context(|| format!("run {cargo} build --example decode_tuples"))?;
+    if !status.success() {
+        bail!("cargo build --example decode_tuples failed ({status})");
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace::root().join("target"));
+    let example = target.join("debug").join("examples").join("decode_tuples");
+
+    println!("\nFive-tuples of captures without SIP (innermost IP layer, frame by frame):");
+    let mut failures = 0;
+    for (shown, _, path) in wanted {
+        let ours = Command::new(&example)
+            .arg(path)
+            .output()
+            .with_context(|| format!("run {}", example.display()))?;
+        let theirs = Command::new(tshark::program())
+            .arg("-r")
+            .arg(path)
+            .args(["-T", "fields", "-E", "occurrence=l"])
+            .args([
+                "-e", "ip.src", "-e", "ipv6.src", "-e", "ip.dst", "-e", "ipv6.dst",
+            ])
+            .args([
+                "-e",
+                "ip.proto",
+                "-e",
+                "ipv6.nxt",
+                "-e",
+                "udp.srcport",
+                "-e",
+                "tcp.srcport",
+            ])
+            .args(["-e", "udp.dstport", "-e", "tcp.dstport"])
+            .output()
+            .context("run tshark")?;
+        let ours = String::from_utf8_lossy(&ours.stdout).into_owned();
+        let theirs = String::from_utf8_lossy(&theirs.stdout).into_owned();
+        let mut diffs = Vec::new();
+        let (mut frames, mut with_ip) = (0, 0);
+        for (i, (h, t)) in ours.lines().zip(theirs.lines()).enumerate() {
+            frames += 1;
+            let h: Vec<&str> = h.split('\t').skip(1).take(5).collect();
+            let t: Vec<&str> = t.split('\t').collect();
+            let cell = |n: usize| t.get(n).copied().unwrap_or_default();
+            let pick = |a: usize, b: usize| -> String {
+                if cell(a).is_empty() {
+                    cell(b).to_owned()
+                } else {
+                    cell(a).to_owned()
+                }
+            };
+            let (src, dst, proto) = (pick(1, 0), pick(3, 2), pick(5, 4));
+            let (sport, dport) = (pick(6, 7), pick(8, 9));
+            let norm = |a: &str| {
+                a.parse::<std::net::IpAddr>()
+                    .map(|ip| ip.to_string())
+                    .unwrap_or_default()
+            };
+            let want = [
+                norm(&src),
+                norm(&dst),
+                proto.clone(),
+                sport.clone(),
+                dport.clone(),
+            ];
+            let got: Vec<String> = (0..5)
+                .map(|n| h.get(n).copied().unwrap_or_default().to_owned())
+                .collect();
+            if !want[0].is_empty() {
+                with_ip += 1;
+            }
+            // Ports only for UDP, TCP and SCTP: for an ICMP packet in VXLAN tshark's last port
+            // is the outer UDP's, and hepcap prints 0 for a protocol without ports.
+            let has_ports = matches!(proto.as_str(), "6" | "17" | "132");
+            let ports_ok = !has_ports || (got[3] == want[3] && got[4] == want[4]);
+            if got[..3] != want[..3] || !ports_ok {
+                diffs.push(format!("frame {}: tshark {want:?}, hepcap {got:?}", i + 1));
+            }
+        }
+        if ours.lines().count() != theirs.lines().count() {
+            diffs.push(format!(
+                "{} frames from hepcap, {} from tshark",
+                ours.lines().count(),
+                theirs.lines().count()
+            ));
+        }
+        let verdict = if diffs.is_empty() { "ok" } else { "FAIL" };
+        println!("  {shown}: {frames} frames, {with_ip} with IP: {verdict}");
+        for d in diffs.iter().take(5) {
+            println!("    {d}");
+        }
+        if !diffs.is_empty() {
+            failures += 1;
+        }
+    }
+    Ok(failures)
 }
 
 /// Builds the hepcap binary with cargo and returns its path.
