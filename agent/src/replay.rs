@@ -89,6 +89,7 @@ pub fn run(opts: &ReplayOptions, pipeline: &Pipeline, stop: &AtomicBool) -> Repl
         correlator: Correlator::new(opts.correlate.clone(), Source::Replay.as_str()),
         dedup: opts.dedup.map(Dedup::new),
         out: Vec::new(),
+        published: [0; 5],
     };
 
     while opts.loops == 0 || pass < opts.loops {
@@ -123,6 +124,7 @@ pub fn run(opts: &ReplayOptions, pipeline: &Pipeline, stop: &AtomicBool) -> Repl
             ctx.replay(&mut file);
             // Fragments and flows do not continue from one file into the next.
             decoder.flush();
+            post.publish_metrics();
         }
         if stop.load(Ordering::Relaxed) || stats.files_read == 0 {
             break;
@@ -132,6 +134,7 @@ pub fn run(opts: &ReplayOptions, pipeline: &Pipeline, stop: &AtomicBool) -> Repl
     // RTCP still waiting for its SDP will not get it now.
     post.correlator.finish(&mut post.out);
     post.flush(pipeline, opts.restamp);
+    post.publish_metrics();
     stats.correlate = post.correlator.stats();
     stats.duplicates = post.dedup.as_ref().map_or(0, Dedup::duplicates);
     stats
@@ -144,9 +147,38 @@ struct PostDecode {
     dedup: Option<Dedup>,
     /// Records the correlator made, pushed after each frame.
     out: Vec<Record>,
+    /// Counts already added to the metrics: correlated, late, uncorrelated, malformed,
+    /// duplicates.
+    published: [u64; 5],
 }
 
 impl PostDecode {
+    /// Adds what was counted since the last call to the metrics (per file, not per packet).
+    fn publish_metrics(&mut self) {
+        use crate::telemetry::metrics;
+
+        let s = self.correlator.stats();
+        let now = [
+            s.rtcp_correlated,
+            s.rtcp_correlated_late,
+            s.rtcp_uncorrelated,
+            s.rtcp_malformed.iter().map(|(_, n)| n).sum(),
+            self.dedup.as_ref().map_or(0, Dedup::duplicates),
+        ];
+        let d: Vec<u64> = now
+            .iter()
+            .zip(self.published)
+            .map(|(n, p)| n.saturating_sub(p))
+            .collect();
+        let source = Source::Replay.as_str();
+        metrics::rtcp_reports(source, "correlated", d[0]);
+        metrics::rtcp_reports(source, "correlated_late", d[1]);
+        metrics::rtcp_reports(source, "uncorrelated", d[2]);
+        metrics::rtcp_reports(source, "malformed", d[3]);
+        metrics::duplicates(source, d[4]);
+        self.published = now;
+    }
+
     /// True when the datagram is a copy of one seen within the window.
     fn duplicate(
         &mut self,

@@ -24,6 +24,12 @@ use crate::record::Record;
 pub const DECODE_RECORDS: &str = "hepcap_decode_records_total";
 /// Frames that produced no record, by `source` and `reason` (see `decode::SkipReason`).
 pub const DECODE_SKIPS: &str = "hepcap_decode_skips_total";
+/// RTCP reports by `source` and `result`: `correlated`, `correlated_late` (after waiting for
+/// their SDP), `uncorrelated` (no call; sent only with `--rtcp-uncorrelated send`),
+/// `malformed`.
+pub const RTCP_REPORTS: &str = "hepcap_rtcp_reports_total";
+/// Datagrams dropped by `--dedup` as copies seen within the window, by `source`.
+pub const DUPLICATES: &str = "hepcap_duplicates_dropped_total";
 
 // HEP listeners.
 /// HEP messages received, by `source` (`hep-udp`, `hep-tcp`, `hep-tls`).
@@ -125,6 +131,16 @@ pub(super) fn buckets() -> Vec<(&'static str, Vec<f64>)> {
 pub(super) fn describe() {
     use metrics::{describe_counter, describe_gauge, describe_histogram};
     describe_counter!(DECODE_RECORDS, Unit::Count, "records the decoder produced");
+    describe_counter!(
+        RTCP_REPORTS,
+        Unit::Count,
+        "RTCP reports by correlation result (correlated, correlated_late, uncorrelated, malformed)"
+    );
+    describe_counter!(
+        DUPLICATES,
+        Unit::Count,
+        "datagrams dropped as duplicates within the dedup window"
+    );
     describe_counter!(
         DECODE_SKIPS,
         Unit::Count,
@@ -262,6 +278,20 @@ pub fn decode_skip(source: &'static str, reason: SkipReason) {
     } else {
         metrics::counter!(DECODE_SKIPS, "source" => source, "reason" => reason.as_str())
             .increment(1);
+    }
+}
+
+/// Adds `n` RTCP reports with a correlation `result` (see [`RTCP_REPORTS`]).
+pub fn rtcp_reports(source: &'static str, result: &'static str, n: u64) {
+    if n > 0 {
+        metrics::counter!(RTCP_REPORTS, "source" => source, "result" => result).increment(n);
+    }
+}
+
+/// Adds `n` duplicates dropped by `--dedup`.
+pub fn duplicates(source: &'static str, n: u64) {
+    if n > 0 {
+        metrics::counter!(DUPLICATES, "source" => source).increment(n);
     }
 }
 
