@@ -63,6 +63,10 @@ pub struct Args {
     /// Use target/release/hepcap as it is instead of running `cargo build --release`.
     #[arg(long)]
     no_build: bool,
+    /// Benchmark this hepcap binary instead (nothing is built), e.g. one built from another
+    /// checkout to compare.
+    #[arg(long, value_name = "PATH", conflicts_with = "no_build")]
+    hepcap: Option<PathBuf>,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -72,6 +76,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         runs,
         rcvbuf,
         no_build,
+        hepcap,
     } = args;
     anyhow::ensure!(runs > 0, "--runs must be at least 1");
     let root = workspace::root();
@@ -84,7 +89,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         seed,
     };
     let (capture, traffic) = ensure_capture(&target.join("bench"), spec)?;
-    let hepcap = build_hepcap(&root, &target, no_build)?;
+    let hepcap = match hepcap {
+        Some(path) if path.is_file() => path,
+        Some(path) => bail!("{} not found", path.display()),
+        None => build_hepcap(&root, &target, no_build)?,
+    };
     warm_page_cache(&capture)?;
 
     let mut hep_runs: Vec<RunResult> = Vec::with_capacity(runs);
