@@ -52,6 +52,11 @@ pub struct PipelineArgs {
     #[arg(long, value_name = "ADDR")]
     pub metrics: Option<std::net::SocketAddr>,
 
+    /// Keep serving --metrics this many seconds after the run ends, so that a scraper
+    /// collects the final values of a short replay.
+    #[arg(long, value_name = "SECS", default_value_t = 0)]
+    pub metrics_hold: u64,
+
     /// Records per batch handed from the dispatcher to the sinks (one sendmmsg or vectored
     /// write per batch).
     #[arg(long, value_name = "N", default_value_t = 64)]

@@ -65,6 +65,14 @@ fn start_metrics(args: &PipelineArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Serves the final metric values for `--metrics-hold` seconds.
+fn hold_metrics(args: &PipelineArgs) {
+    if args.metrics.is_some() && args.metrics_hold > 0 {
+        hepcap::telemetry::metrics::run_probes();
+        std::thread::sleep(Duration::from_secs(args.metrics_hold));
+    }
+}
+
 /// The pipeline's sizes and policies from the command line.
 fn pipeline_config(
     ring_capacity: usize,
@@ -170,6 +178,7 @@ fn run_replay(args: ReplayArgs, quiet: bool) -> anyhow::Result<ExitCode> {
     if !quiet {
         eprint!("{}", summary::replay_summary(&stats, &pipeline_stats));
     }
+    hold_metrics(&args.pipeline);
     Ok(if stats.file_errors.is_empty() {
         ExitCode::SUCCESS
     } else {
@@ -197,6 +206,7 @@ fn run_agent(args: RunArgs, quiet: bool) -> anyhow::Result<ExitCode> {
         sinks,
         pipeline,
     } = args;
+    let pipeline_args = pipeline.clone();
     if hep_listen.is_empty() {
         anyhow::bail!(
             "nothing to run: give at least one --hep-listen (live capture is not built yet)"
@@ -247,5 +257,6 @@ fn run_agent(args: RunArgs, quiet: bool) -> anyhow::Result<ExitCode> {
     if !quiet {
         eprint!("{}", summary::run_summary(&listeners, &pipeline_stats));
     }
+    hold_metrics(&pipeline_args);
     Ok(ExitCode::SUCCESS)
 }

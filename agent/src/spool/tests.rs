@@ -217,7 +217,10 @@ fn acked_segments_are_deleted_and_the_ack_survives_a_restart() {
                 .ends_with(".seg")
         })
         .count();
-    assert_eq!(segs, 4, "one record per segment; the acknowledged ones deleted");
+    assert_eq!(
+        segs, 4,
+        "one record per segment; the acknowledged ones deleted"
+    );
     let _ = fs::remove_dir_all(&dir);
 }
 
