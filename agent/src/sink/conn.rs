@@ -47,6 +47,22 @@ impl Wrap {
 }
 
 impl Conn {
+    /// True when the collector has shut its side down (a non-blocking peek reads end of
+    /// stream). Writing on would put bytes into a socket the collector is closing: the caller
+    /// reconnects instead. Data waiting (a TLS ticket, anything a collector says) is not EOF.
+    pub(super) fn peer_closed(&self) -> bool {
+        let sock = match self {
+            Conn::Plain(s) => s,
+            Conn::Tls(t) => &t.sock,
+        };
+        let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 1];
+        matches!(
+            socket2::SockRef::from(sock)
+                .recv_with_flags(&mut buf, libc::MSG_PEEK | libc::MSG_DONTWAIT),
+            Ok(0)
+        )
+    }
+
     /// Ends the stream after what was written: TLS close_notify, then FIN.
     pub(super) fn close(&mut self) {
         match self {

@@ -229,6 +229,15 @@ impl TcpHepSink {
                 continue;
             };
 
+            // A collector shutting down half-closes first: stop writing on that connection.
+            if conn.peer_closed() {
+                let e = io::Error::new(
+                    io::ErrorKind::ConnectionAborted,
+                    "collector closed its side of the connection",
+                );
+                self.lost(&e);
+                continue;
+            }
             match write_packets(conn, &self.buf, &self.ends, &mut written) {
                 Ok(()) => self.backoff.reset(),
                 Err(e) => self.lost(&e),
@@ -532,6 +541,40 @@ mod tests {
         assert_eq!(split(&server.join().unwrap()), ports(0..30));
         assert_eq!(stats.records_sent, 30);
         assert!(stats.dropped.is_empty(), "{:?}", stats.dropped);
+    }
+
+    #[test]
+    fn a_half_closed_collector_gets_no_more_writes_on_that_connection() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (half_closed_tx, half_closed_rx) = mpsc::channel();
+        let server = thread::spawn(move || {
+            let (mut first, _) = listener.accept().unwrap();
+            // A clean shutdown: stop sending, read what is in flight, then close.
+            first.shutdown(std::net::Shutdown::Write).unwrap();
+            half_closed_tx.send(()).unwrap();
+            let mut before = Vec::new();
+            first.read_to_end(&mut before).unwrap();
+
+            let (mut second, _) = listener.accept().unwrap();
+            let mut after = Vec::new();
+            second.read_to_end(&mut after).unwrap();
+            (before, after)
+        });
+
+        let mut sink = TcpHepSink::new(&target(port), encoder()).unwrap();
+        half_closed_rx.recv().unwrap();
+        thread::sleep(Duration::from_millis(50));
+        sink.send_batch(&batch(0..10));
+        drop(sink);
+
+        let (before, after) = server.join().unwrap();
+        assert!(
+            before.is_empty(),
+            "wrote {} bytes after the FIN",
+            before.len()
+        );
+        assert_eq!(split(&after), ports(0..10));
     }
 
     #[test]
