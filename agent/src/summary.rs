@@ -92,6 +92,14 @@ fn write_reassembly(out: &mut String, r: &crate::decode::ReassemblyStats) {
             d.completed, d.expired, d.evicted, d.malformed, d.peak_entries, d.peak_bytes
         );
     }
+    let sc = &r.sctp;
+    if sc.completed + sc.broken + sc.evicted + sc.oversize > 0 {
+        let _ = writeln!(
+            out,
+            "  sctp: {} split messages joined, {} broken, {} evicted, {} oversize",
+            sc.completed, sc.broken, sc.evicted, sc.oversize
+        );
+    }
     let t = &r.tcp;
     if t.flows_opened > 0 {
         let _ = writeln!(
