@@ -247,6 +247,12 @@ fn publish(last: &mut SinkStats, now: SinkStats, metrics: &SinkMetrics) -> bool 
     metrics
         .bytes
         .increment(now.bytes_sent.saturating_sub(last.bytes_sent));
+    metrics
+        .errors
+        .increment(now.errors.saturating_sub(last.errors));
+    metrics
+        .retries
+        .increment(now.retries.saturating_sub(last.retries));
     let mut failed = false;
     for (reason, n) in &now.dropped {
         let before = last.dropped.get(reason).copied().unwrap_or(0);

@@ -47,6 +47,10 @@ pub struct SinkStats {
     pub bytes_sent: u64,
     /// Records not delivered, by reason (`oversize`, `encode`, `send_error`, `sink_down`, …).
     pub dropped: BTreeMap<&'static str, u64>,
+    /// Failed connects and lost connections (stream sinks), failed sends (datagram sinks).
+    pub errors: u64,
+    /// Connect attempts after a failure or a lost connection.
+    pub retries: u64,
 }
 
 impl SinkStats {

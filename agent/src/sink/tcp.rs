@@ -249,6 +249,9 @@ impl TcpHepSink {
     /// One connect attempt over the resolved addresses; true when connected.
     fn connect(&mut self) -> bool {
         let now = Instant::now();
+        if self.link == Link::Down {
+            self.stats.retries += 1;
+        }
         match self.address.to_socket_addrs() {
             Ok(addrs) => {
                 let addrs: Vec<SocketAddr> = addrs.collect();
@@ -290,6 +293,7 @@ impl TcpHepSink {
         }
 
         self.backoff.failed(now);
+        self.stats.errors += 1;
         let error = last_error.map(|e| e.to_string()).unwrap_or_default();
         if self.link != Link::Down {
             self.link = Link::Down;
@@ -306,6 +310,7 @@ impl TcpHepSink {
     /// Forgets a connection whose write failed; the reconnect waits for the backoff.
     fn lost(&mut self, e: &io::Error) {
         self.conn = None;
+        self.stats.errors += 1;
         self.backoff.failed(Instant::now());
         if self.link != Link::Down {
             self.link = Link::Down;

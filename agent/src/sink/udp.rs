@@ -184,6 +184,7 @@ impl UdpHepSink {
                 }
                 Failure::Deferred | Failure::NoBuffers | Failure::Other => {
                     self.stats.drop_one("send_error");
+                    self.stats.errors += 1;
                     if let Some(suppressed) = self.error_log.allow(Instant::now()) {
                         error!(sink = %self.name, error = %e, suppressed, "hep datagram not sent");
                     }
