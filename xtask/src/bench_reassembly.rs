@@ -48,15 +48,27 @@ fn write_record(out: &mut impl Write, header: &[u8; 16], data: &[u8]) -> std::io
     out.write_all(data)
 }
 
-/// Ethernet + IPv4 + UDP of a frame: (ethernet header, IPv4 header, UDP header, payload).
-fn split_udp(data: &[u8]) -> Option<(&[u8], &[u8], &[u8], &[u8])> {
+/// The layers of an Ethernet + IPv4 (no options) + UDP frame.
+struct UdpFrame<'a> {
+    eth: &'a [u8],
+    ip: &'a [u8],
+    udp: &'a [u8],
+    payload: &'a [u8],
+}
+
+fn split_udp(data: &[u8]) -> Option<UdpFrame<'_>> {
     if data.len() < 14 + 20 + 8 || data[12..14] != [0x08, 0x00] || data[14] != 0x45 {
         return None;
     }
     if data[14 + 9] != 17 {
         return None;
     }
-    Some((&data[..14], &data[14..34], &data[34..42], &data[42..]))
+    Some(UdpFrame {
+        eth: &data[..14],
+        ip: &data[14..34],
+        udp: &data[34..42],
+        payload: &data[42..],
+    })
 }
 
 fn ipv4_header(template: &[u8], proto: u8, total: usize, flags_offset: u16) -> Vec<u8> {
@@ -84,7 +96,13 @@ pub fn ensure_variants(udp_capture: &Path) -> anyhow::Result<(PathBuf, PathBuf)>
     frag.write_all(&file[..24])?;
     let mut seqs: HashMap<Vec<u8>, u32> = HashMap::new();
     for r in &recs {
-        let Some((eth, ip, udp, payload)) = split_udp(r.data) else {
+        let Some(UdpFrame {
+            eth,
+            ip,
+            udp,
+            payload,
+        }) = split_udp(r.data)
+        else {
             write_record(&mut tcp, &r.header, r.data)?;
             write_record(&mut frag, &r.header, r.data)?;
             continue;
