@@ -154,3 +154,89 @@ fn every_truncation_is_a_skip() {
     }
     assert!(decode_frame(LinkType::Ethernet, &f).is_ok());
 }
+
+/// Every message of a frame with its timestamp and transport.
+fn decode_all(d: &mut Decoder, ts: u64, frame: &[u8]) -> Vec<(u64, Transport, Vec<u8>)> {
+    let mut out = Vec::new();
+    let _ = d.decode(LinkType::Ethernet, Timestamp(ts), frame, &mut |p, t| {
+        out.push((t.0, p.transport, p.payload.to_vec()))
+    });
+    out
+}
+
+fn eth_tcp_v4(seq: u32, payload: &[u8]) -> Vec<u8> {
+    let b = PacketBuilder::ethernet2([1; 6], [2; 6])
+        .ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
+        .tcp(40_000, 5060, seq, 1000);
+    let mut out = Vec::new();
+    b.write(&mut out, payload).unwrap();
+    out
+}
+
+const OPTIONS_TCP: &[u8] =
+    b"OPTIONS sip:b SIP/2.0\r\nCall-ID: t-1\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n";
+
+/// Two messages completed by one segment: the second gets the next microsecond.
+#[test]
+fn tcp_messages_of_one_segment_get_increasing_microseconds() {
+    let mut d = Decoder::new(DecoderConfig::default());
+    let first = &OPTIONS_TCP[..10];
+    assert!(decode_all(&mut d, 100, &eth_tcp_v4(1, first)).is_empty());
+    let mut rest = OPTIONS_TCP[10..].to_vec();
+    rest.extend_from_slice(SIP);
+    let got = decode_all(&mut d, 200, &eth_tcp_v4(11, &rest));
+    assert_eq!(
+        got,
+        vec![
+            (200, Transport::TCP, OPTIONS_TCP.to_vec()),
+            (201, Transport::TCP, SIP.to_vec())
+        ]
+    );
+}
+
+/// A TCP stream on a port outside --sip-ports is SIP when its first payload is a start line;
+/// other TCP there is not.
+#[test]
+fn tcp_off_port_needs_a_start_line() {
+    let mut d = Decoder::new(DecoderConfig {
+        sip_ports: "6060".parse().unwrap(),
+        ..DecoderConfig::default()
+    });
+    assert_eq!(decode_all(&mut d, 1, &eth_tcp_v4(1, OPTIONS_TCP)).len(), 1);
+    let mut f = eth_tcp_v4(1, b"GET / HTTP/1.1\r\n\r\n");
+    f[14 + 20 + 1] = 0x41; // another source port: another flow
+    let mut d2 = Decoder::new(DecoderConfig {
+        sip_ports: "6060".parse().unwrap(),
+        ..DecoderConfig::default()
+    });
+    assert_eq!(
+        d2.decode(LinkType::Ethernet, Timestamp(1), &f, &mut |_, _| {}),
+        Err(SkipReason::NonSipTcp)
+    );
+}
+
+/// An IPv4 datagram in two fragments, last first: the record has the completing fragment's
+/// time.
+#[test]
+fn ipv4_fragments_reassemble_with_the_last_fragment_time() {
+    let whole = eth_udp_v4(SIP);
+    let ip = &whole[14..];
+    let payload = &ip[20..];
+    let frag = |offset: usize, more: bool, data: &[u8]| {
+        let mut f = whole[..14].to_vec();
+        let mut h = ip[..20].to_vec();
+        h[2..4].copy_from_slice(&((20 + data.len()) as u16).to_be_bytes());
+        let word = (offset / 8) as u16 | if more { 0x2000 } else { 0 };
+        h[6..8].copy_from_slice(&word.to_be_bytes());
+        f.extend_from_slice(&h);
+        f.extend_from_slice(data);
+        f
+    };
+    let mut d = Decoder::new(DecoderConfig::default());
+    let last = frag(16, false, &payload[16..]);
+    let first = frag(0, true, &payload[..16]);
+    assert!(decode_all(&mut d, 10, &last).is_empty());
+    let got = decode_all(&mut d, 20, &first);
+    assert_eq!(got, vec![(20, Transport::UDP, SIP.to_vec())]);
+    assert_eq!(d.stats().defrag.completed, 1);
+}
