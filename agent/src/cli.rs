@@ -35,6 +35,15 @@ pub struct Cli {
     pub log_format: LogFormat,
 }
 
+/// How several HEP destinations share the records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum HepMode {
+    /// Every destination gets every record.
+    Fanout,
+    /// One destination at a time, in order; the next takes over when it fails.
+    Failover,
+}
+
 /// How log lines are written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
@@ -107,6 +116,11 @@ pub struct SinkArgs {
     /// every record.
     #[arg(long = "hep", value_name = "URL")]
     pub hep: Vec<HepTarget>,
+
+    /// With several --hep: fanout (every destination gets every record) or failover (the
+    /// first healthy destination in the order given gets them; the rest are backups).
+    #[arg(long, value_enum, default_value = "fanout")]
+    pub hep_mode: HepMode,
 
     /// Write one JSON object per record to PATH, or to standard output with `-`. The default
     /// when no sink is given is `--jsonl -`.

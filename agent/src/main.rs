@@ -12,14 +12,14 @@ use tracing_subscriber::EnvFilter;
 use std::time::Duration;
 
 use hepcap::cli::{
-    CaptureMode, Cli, Command, LogFormat, PipelineArgs, ReplayArgs, RunArgs, SinkArgs,
+    CaptureMode, Cli, Command, HepMode, LogFormat, PipelineArgs, ReplayArgs, RunArgs, SinkArgs,
 };
 use hepcap::hep::HepEncoder;
 use hepcap::hep::{IdentityRewrite, Limits};
 use hepcap::pipeline::{BreakerConfig, Pipeline, PipelineConfig, RateLimit, WhenFull};
 use hepcap::replay::{self, ReplayOptions};
 use hepcap::run::{self, RunOptions};
-use hepcap::sink::{HepTransport, JsonlSink, Sink, TcpHepSink, UdpHepSink};
+use hepcap::sink::{FailoverSink, HepTransport, JsonlSink, Sink, TcpHepSink, UdpHepSink};
 use hepcap::source::hep_listen::{IntakeConfig, UdpConfig};
 use hepcap::summary;
 
@@ -132,6 +132,9 @@ fn build_sinks_with(
             }
         };
         sinks.push(sink);
+    }
+    if args.hep_mode == HepMode::Failover && sinks.len() > 1 {
+        sinks = vec![Box::new(FailoverSink::new(sinks))];
     }
     // JSON lines on standard output unless some other sink was asked for.
     let jsonl = match (&args.jsonl, sinks.is_empty()) {

@@ -5,6 +5,7 @@
 //! free of sink failure handling; the pipeline reads the stats.
 
 mod conn;
+mod failover;
 mod jsonl;
 mod target;
 mod tcp;
@@ -12,6 +13,7 @@ mod udp;
 
 use std::collections::BTreeMap;
 
+pub use failover::{FAILOVER_COOL_DOWN, FailoverSink};
 pub use jsonl::JsonlSink;
 pub use target::{HepTarget, HepTransport, TargetError};
 pub use tcp::TcpHepSink;
