@@ -122,6 +122,18 @@ pub struct SinkArgs {
     #[arg(long, value_enum, default_value = "fanout")]
     pub hep_mode: HepMode,
 
+    /// Directory of the disk spool of tcp:// and tls:// destinations (one subdirectory each):
+    /// while a collector is down, records wait there and are sent, in order, before live ones
+    /// once it is back; they survive a restart. Without it a down collector's records are
+    /// dropped as `sink_down`.
+    #[arg(long, value_name = "DIR")]
+    pub spool_dir: Option<PathBuf>,
+
+    /// Bytes each destination's spool may hold; when full the oldest segment is deleted and
+    /// its records counted `spool_full`.
+    #[arg(long, value_name = "BYTES", default_value_t = 1 << 30)]
+    pub spool_max_bytes: u64,
+
     /// Write one JSON object per record to PATH, or to standard output with `-`. The default
     /// when no sink is given is `--jsonl -`.
     #[arg(long, value_name = "PATH")]

@@ -113,9 +113,11 @@ fn build_sinks_with(
             HepTransport::Udp => Box::new(
                 UdpHepSink::new(target, encoder).with_context(|| format!("hep sink {target}"))?,
             ),
-            HepTransport::Tcp => Box::new(
-                TcpHepSink::new(target, encoder).with_context(|| format!("hep sink {target}"))?,
-            ),
+            HepTransport::Tcp => {
+                let sink = TcpHepSink::new(target, encoder)
+                    .with_context(|| format!("hep sink {target}"))?;
+                Box::new(with_spool(sink, args, target)?)
+            }
             HepTransport::Tls => {
                 if args.tls_insecure {
                     tracing::warn!(sink = %target, "--tls-insecure: the collector's certificate is not verified");
@@ -125,10 +127,9 @@ fn build_sinks_with(
                     );
                 }
                 let config = hepcap::tls::client_config(args.tls_ca.as_deref(), args.tls_insecure)?;
-                Box::new(
-                    TcpHepSink::new_tls(target, encoder, config)
-                        .with_context(|| format!("hep sink {target}"))?,
-                )
+                let sink = TcpHepSink::new_tls(target, encoder, config)
+                    .with_context(|| format!("hep sink {target}"))?;
+                Box::new(with_spool(sink, args, target)?)
             }
         };
         sinks.push(sink);
@@ -148,6 +149,35 @@ fn build_sinks_with(
         sinks.push(Box::new(sink));
     }
     Ok(sinks)
+}
+
+/// Gives a stream sink its spool under `--spool-dir`, one directory per destination.
+fn with_spool(
+    sink: TcpHepSink,
+    args: &SinkArgs,
+    target: &hepcap::sink::HepTarget,
+) -> anyhow::Result<TcpHepSink> {
+    let Some(dir) = &args.spool_dir else {
+        return Ok(sink);
+    };
+    let name: String = target
+        .to_string()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    let dir = dir.join(name);
+    let config = hepcap::spool::SpoolConfig::with_max_bytes(args.spool_max_bytes);
+    let (spool, recovery) = hepcap::spool::Spool::open(&dir, config)
+        .with_context(|| format!("spool {}", dir.display()))?;
+    if recovery.discarded_bytes > 0 {
+        tracing::warn!(
+            spool = %dir.display(),
+            discarded_bytes = recovery.discarded_bytes,
+            kept_records = recovery.records,
+            "spool: torn tail discarded after an unclean stop"
+        );
+    }
+    Ok(sink.with_spool(spool))
 }
 
 fn stop_flag() -> anyhow::Result<Arc<AtomicBool>> {

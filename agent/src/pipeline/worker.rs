@@ -253,6 +253,12 @@ fn publish(last: &mut SinkStats, now: SinkStats, metrics: &SinkMetrics) -> bool 
     metrics
         .retries
         .increment(now.retries.saturating_sub(last.retries));
+    metrics.spool_records.set(now.spool_records as f64);
+    metrics.spool_bytes.set(now.spool_bytes as f64);
+    let age = now.spool_oldest_ts_us.map_or(0.0, |ts| {
+        (crate::record::Timestamp::now().0.saturating_sub(ts)) as f64 / 1e6
+    });
+    metrics.spool_oldest_age.set(age);
     let mut failed = false;
     for (reason, n) in &now.dropped {
         let before = last.dropped.get(reason).copied().unwrap_or(0);

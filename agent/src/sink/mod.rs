@@ -53,6 +53,12 @@ pub struct SinkStats {
     pub errors: u64,
     /// Connect attempts after a failure or a lost connection.
     pub retries: u64,
+    /// Records waiting in the sink's disk spool.
+    pub spool_records: u64,
+    /// Bytes of the sink's disk spool.
+    pub spool_bytes: u64,
+    /// Capture time of the oldest spooled record, microseconds since the epoch.
+    pub spool_oldest_ts_us: Option<u64>,
 }
 
 impl SinkStats {

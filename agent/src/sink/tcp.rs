@@ -37,6 +37,7 @@ use super::conn::{Conn, Wrap};
 use super::{HepTarget, Sink, SinkStats};
 use crate::hep::{EncodeError, HepEncoder};
 use crate::record::Record;
+use crate::spool::Spool;
 use crate::telemetry::LogLimit;
 
 /// How long one batch waits for the collector through reconnects before it is dropped.
@@ -72,6 +73,8 @@ pub struct TcpHepSink {
     /// End offset in `buf` of each packet of the current batch.
     ends: Vec<usize>,
     conn: Option<Conn>,
+    /// Where records wait while the collector is down (`--spool-dir`).
+    spool: Option<Spool>,
     /// Plain TCP, or TLS with its client configuration.
     wrap: Wrap,
     backoff: Backoff,
@@ -168,6 +171,7 @@ impl TcpHepSink {
             buf: Vec::new(),
             ends: Vec::new(),
             conn: None,
+            spool: None,
             wrap,
             backoff: Backoff::new(),
             down_timeout: SINK_DOWN_TIMEOUT,
@@ -321,6 +325,95 @@ impl TcpHepSink {
     }
 }
 
+impl TcpHepSink {
+    /// Spools what a connection could not take: collector outages cost disk, not records.
+    pub fn with_spool(mut self, spool: Spool) -> Self {
+        self.spool = Some(spool);
+        self.publish_spool();
+        self
+    }
+
+    /// Appends the encoded packets from index `from` of the current batch to the spool.
+    fn spool_packets(&mut self, from: usize, batch: &[Record]) {
+        let Some(spool) = self.spool.as_mut() else {
+            return;
+        };
+        let mut start = if from == 0 { 0 } else { self.ends[from - 1] };
+        for (i, &end) in self.ends.iter().enumerate().skip(from) {
+            let ts = batch.get(i).map(|r| r.ts.0).unwrap_or_default();
+            if let Err(e) = spool.append(ts, &self.buf[start..end]) {
+                self.stats.drop_one("spool_error");
+                if let Some(suppressed) = self.drop_log.allow(Instant::now()) {
+                    error!(sink = %self.name, error = %e, suppressed, "spool write failed");
+                }
+            }
+            start = end;
+        }
+        if let Err(e) = spool.sync() {
+            debug!(sink = %self.name, error = %e, "spool sync failed");
+        }
+    }
+
+    /// Sends what the spool holds, in order; true when it is empty.
+    fn drain_spool(&mut self) -> bool {
+        let live_buf = std::mem::take(&mut self.buf);
+        let live_ends = std::mem::take(&mut self.ends);
+        let mut drained = true;
+        while let Some(spool) = self.spool.as_mut() {
+            let records = match spool.read(256) {
+                Ok(r) => r,
+                Err(e) => {
+                    error!(sink = %self.name, error = %e, "spool read failed");
+                    drained = false;
+                    break;
+                }
+            };
+            if records.is_empty() {
+                break;
+            }
+            self.buf.clear();
+            self.ends.clear();
+            for r in &records {
+                self.buf.extend_from_slice(&r.payload);
+                self.ends.push(self.buf.len());
+            }
+            let written = self.deliver();
+            let sent = self.ends.partition_point(|&end| end <= written);
+            self.stats.records_sent += sent as u64;
+            self.stats.bytes_sent += written as u64;
+            let Some(spool) = self.spool.as_mut() else {
+                break;
+            };
+            if sent > 0
+                && let Err(e) = spool.ack(records[sent - 1].end)
+            {
+                error!(sink = %self.name, error = %e, "spool ack failed");
+            }
+            if sent < records.len() {
+                spool.rewind();
+                drained = false;
+                break;
+            }
+        }
+        self.buf = live_buf;
+        self.ends = live_ends;
+        drained
+    }
+
+    /// Copies the spool's counters into the sink stats.
+    fn publish_spool(&mut self) {
+        if let Some(spool) = self.spool.as_ref() {
+            let s = spool.stats();
+            self.stats.spool_records = s.records;
+            self.stats.spool_bytes = s.bytes;
+            self.stats.spool_oldest_ts_us = s.oldest_ts_us;
+            if s.dropped_full > 0 {
+                self.stats.dropped.insert("spool_full", s.dropped_full);
+            }
+        }
+    }
+}
+
 /// Applies the socket options of the module docs.
 fn configure(stream: &TcpStream) -> io::Result<()> {
     stream.set_nodelay(true)?;
@@ -370,10 +463,24 @@ impl Sink for TcpHepSink {
             return;
         }
 
+        // With a spool, what waits there goes first; while it cannot, live records join it.
+        if self.spool.is_some() && !self.drain_spool() {
+            self.spool_packets(0, batch);
+            self.publish_spool();
+            return;
+        }
+
         let written = self.deliver();
         let sent = self.ends.partition_point(|&end| end <= written);
         self.stats.records_sent += sent as u64;
         self.stats.bytes_sent += written as u64;
+
+        if self.spool.is_some() && sent < self.ends.len() {
+            self.spool_packets(sent, batch);
+            self.publish_spool();
+            return;
+        }
+        self.publish_spool();
 
         let lost = (self.ends.len() - sent) as u64;
         if lost > 0 {
@@ -636,6 +743,50 @@ mod tests {
         assert_eq!(stats.bytes_sent, 0);
         assert_eq!(stats.dropped.get("sink_down"), Some(&15));
         assert_eq!(stats.dropped.len(), 1);
+    }
+
+    #[test]
+    fn a_spooled_outage_is_delivered_in_order_once_the_collector_is_back() {
+        let port = free_port();
+        let dir =
+            std::env::temp_dir().join(format!("hepcap-tcp-spool-{}-{port}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let (spool, _) =
+            Spool::open(&dir, crate::spool::SpoolConfig::with_max_bytes(1 << 20)).unwrap();
+        let mut sink = TcpHepSink::new(&target(port), encoder())
+            .unwrap()
+            .with_spool(spool);
+        sink.down_timeout = Duration::from_millis(200);
+
+        sink.send_batch(&batch(0..10));
+        sink.send_batch(&batch(10..15));
+        assert_eq!(sink.stats().spool_records, 15);
+        assert!(
+            sink.stats().dropped.is_empty(),
+            "{:?}",
+            sink.stats().dropped
+        );
+
+        let listener = TcpListener::bind(("127.0.0.1", port)).unwrap();
+        let server = thread::spawn(move || {
+            let (mut conn, _) = listener.accept().unwrap();
+            let mut got = Vec::new();
+            conn.read_to_end(&mut got).unwrap();
+            got
+        });
+        // The backoff may still hold the next attempt back: keep offering live records.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut next = 15;
+        while sink.stats().records_sent < next as u64 && Instant::now() < deadline {
+            sink.send_batch(&batch(next..next + 1));
+            next += 1;
+            thread::sleep(Duration::from_millis(50));
+        }
+        let stats = sink.stats();
+        drop(sink);
+        assert_eq!(split(&server.join().unwrap()), ports(0..next));
+        assert_eq!(stats.spool_records, 0);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     /// Accepts `limit` bytes in writes of at most 7, then fails like a reset connection.
