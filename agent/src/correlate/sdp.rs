@@ -139,7 +139,8 @@ fn split_head(msg: &[u8]) -> Option<(&[u8], &[u8])> {
         let end = memchr::memchr(b'\n', &msg[pos..]).map_or(msg.len(), |i| pos + i);
         let line = &msg[pos..end];
         if line.is_empty() || line == b"\r" {
-            return Some((&msg[..pos], msg.get(end + 1..).unwrap_or_default()));
+            // Past the end (a last line without LF): the empty tail of `msg` itself.
+            return Some((&msg[..pos], msg.get(end + 1..).unwrap_or(&msg[msg.len()..])));
         }
         pos = end + 1;
     }

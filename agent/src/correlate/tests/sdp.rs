@@ -165,3 +165,15 @@ fn every_truncation_of_the_fixtures_is_safe() {
     assert_eq!(got.len(), 3, "audio, video and image on port 60: {got:?}");
     assert_eq!(got[2].rtp, sa("192.0.2.10:60"));
 }
+
+#[test]
+fn empty_body_is_a_slice_of_the_message() {
+    // Found by fuzzing: a head ending in CR LF CR with nothing after it.
+    let msg = b"INVITE sip:a SIP/2.0\r\nContent-Type: application/sdp\r\n\r";
+    let mut bodies = Vec::new();
+    sip_sdp_bodies(msg, |b| bodies.push(b));
+    assert_eq!(bodies.len(), 1);
+    assert!(bodies[0].is_empty());
+    let end = msg.as_ptr() as usize + msg.len();
+    assert_eq!(bodies[0].as_ptr() as usize, end);
+}
