@@ -303,7 +303,8 @@ fn parse_attribute(value: &[u8], m: &mut Pending) {
         Some(sp) => (&rest[..sp], parse_connection(trim(&rest[sp + 1..]))),
         None => (rest, None),
     };
-    if let Some(port) = parse_port(port) {
+    // Port 0 is no RTCP address (found by fuzzing); the default (RTP + 1) stands.
+    if let Some(port) = parse_port(port).filter(|&p| p != 0) {
         m.rtcp_port = Some(port);
         m.rtcp_addr = addr.or(m.rtcp_addr);
     }

@@ -177,3 +177,13 @@ fn empty_body_is_a_slice_of_the_message() {
     let end = msg.as_ptr() as usize + msg.len();
     assert_eq!(bodies[0].as_ptr() as usize, end);
 }
+
+#[test]
+fn rtcp_port_zero_is_ignored() {
+    let mut got = Vec::new();
+    scan(
+        b"c=IN IP4 192.0.2.1\nm=audio 7078 RTP/AVP 0\na=rtcp:0\n",
+        |m| got.push(m),
+    );
+    assert_eq!(got[0].rtcp, sa("192.0.2.1:7079"));
+}
