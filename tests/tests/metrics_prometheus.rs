@@ -79,7 +79,10 @@ fn wait_for(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
 
 /// The value of `query` in Prometheus (instant vector, summed by the query itself).
 fn prom_value(port: u16, query: &str) -> Option<f64> {
-    let path = format!("/api/v1/query?query={}", query.replace('+', "%2B").replace(' ', "%20"));
+    let path = format!(
+        "/api/v1/query?query={}",
+        query.replace('+', "%2B").replace(' ', "%20")
+    );
     let (_, body) = http_get(port, &path)?;
     let v: serde_json::Value = serde_json::from_str(&body).ok()?;
     let result = v["data"]["result"].as_array()?;
