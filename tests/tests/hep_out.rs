@@ -4,29 +4,19 @@
 //!
 //! Needs root (tcpdump on `lo`), python3, tcpdump and tshark; a missing one fails the test.
 
-use std::io::{BufRead, BufReader};
-use std::net::{TcpListener, TcpStream, UdpSocket};
+use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use hepcap_e2e::{hepcap, pcaps_dir, require_tool, scratch_dir, shared_dir};
+use relay_support::{Tcpdump, free_port, hex, read_jsonl, read_jsonl_lossy, rfc3339_micros};
 use serde_json::Value;
+
+mod relay_support;
 
 /// A real capture with SIP over UDP in both directions and several Call-IDs (MIT/Apache).
 const CAPTURE: &str = "sipnab__Asterisk_ZFONE_XLITE.pcap";
-
-fn free_port() -> u16 {
-    // The port must be free for both protocols.
-    for _ in 0..100 {
-        let tcp = TcpListener::bind("127.0.0.1:0").expect("bind tcp");
-        let port = tcp.local_addr().expect("addr").port();
-        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-    panic!("no free port");
-}
 
 fn wait_tcp(port: u16, child: &mut Child) {
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -43,104 +33,6 @@ fn wait_tcp(port: u16, child: &mut Child) {
     }
 }
 
-/// Starts tcpdump on `lo` and waits until it says it is listening.
-fn start_tcpdump(out: &Path, ports: &[u16]) -> Child {
-    let filter = ports
-        .iter()
-        .map(|p| format!("port {p}"))
-        .collect::<Vec<_>>()
-        .join(" or ");
-    let mut child = Command::new("tcpdump")
-        .args(["-i", "lo", "-U", "-s", "0", "-w"])
-        .arg(out)
-        .arg(&filter)
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn tcpdump");
-    let stderr = child.stderr.take().expect("tcpdump stderr");
-    let mut lines = BufReader::new(stderr).lines();
-    loop {
-        let line = lines
-            .next()
-            .expect("tcpdump exited before listening (root needed)")
-            .expect("read tcpdump stderr");
-        if line.contains("listening on") {
-            break;
-        }
-    }
-    // Keep draining stderr so tcpdump never blocks on it.
-    std::thread::spawn(move || lines.for_each(drop));
-    child
-}
-
-/// Frames in a classic little-endian pcap file written so far.
-fn pcap_frames(path: &Path) -> usize {
-    let bytes = std::fs::read(path).unwrap_or_default();
-    let mut at = 24;
-    let mut n = 0;
-    while at + 16 <= bytes.len() {
-        let caplen =
-            u32::from_le_bytes([bytes[at + 8], bytes[at + 9], bytes[at + 10], bytes[at + 11]]);
-        at += 16 + caplen as usize;
-        if at <= bytes.len() {
-            n += 1;
-        }
-    }
-    n
-}
-
-fn wait_capture_settles(path: &Path, at_least: usize) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let mut last = (0, Instant::now());
-    while Instant::now() < deadline {
-        let n = pcap_frames(path);
-        if n != last.0 {
-            last = (n, Instant::now());
-        } else if n >= at_least && last.1.elapsed() > Duration::from_millis(700) {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn read_jsonl(path: &Path) -> Vec<Value> {
-    let text = std::fs::read_to_string(path).expect("read jsonl");
-    text.lines()
-        .map(|l| serde_json::from_str(l).expect("json line"))
-        .collect()
-}
-
-/// hep_sink.py may be killed mid-line; a torn last line is ignored.
-fn read_jsonl_lossy(path: &Path) -> Vec<Value> {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    text.lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
-}
-
-/// Microseconds since the epoch of an RFC 3339 `YYYY-MM-DDTHH:MM:SS.ffffffZ`, worked out by hand.
-fn rfc3339_micros(s: &str) -> u64 {
-    let (date, time) = s.split_once('T').expect("T");
-    let d: Vec<i64> = date.split('-').map(|x| x.parse().expect("date")).collect();
-    let time = time.strip_suffix('Z').expect("Z");
-    let (hms, frac) = time.split_once('.').expect("fraction");
-    assert_eq!(frac.len(), 6, "six fractional digits in {s}");
-    let t: Vec<i64> = hms.split(':').map(|x| x.parse().expect("time")).collect();
-    // Days from the civil date (the usual era-based formula).
-    let (y, m) = if d[1] <= 2 {
-        (d[0] - 1, d[1] + 9)
-    } else {
-        (d[0], d[1] - 3)
-    };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * m + 2) / 5 + d[2] - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    let secs = days * 86_400 + t[0] * 3600 + t[1] * 60 + t[2];
-    secs as u64 * 1_000_000 + frac.parse::<u64>().expect("micros")
-}
-
 #[test]
 fn rfc3339_by_hand() {
     assert_eq!(
@@ -148,10 +40,6 @@ fn rfc3339_by_hand() {
         1_313_440_459_120_000
     );
     assert_eq!(rfc3339_micros("1970-01-01T00:00:00.000001Z"), 1);
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[test]
@@ -173,7 +61,7 @@ fn replayed_hep_reads_back_in_independent_decoders() {
     let pcap_out = dir.join("hep.pcap");
     let jsonl = dir.join("records.jsonl");
 
-    let mut tcpdump = start_tcpdump(&pcap_out, &[udp_port, tcp_port]);
+    let tcpdump = Tcpdump::start(&pcap_out, &format!("port {udp_port} or port {tcp_port}"));
     let mut sink = Command::new("python3")
         .arg(harness.join("hep_sink.py"))
         .args(["--udp", &format!("127.0.0.1:{udp_port}")])
@@ -220,11 +108,7 @@ fn replayed_hep_reads_back_in_independent_decoders() {
     let _ = sink.wait();
     // tcpdump writes each packet as it sees it (-U); stop it once the file holds at least one
     // frame per UDP message and has stopped growing.
-    wait_capture_settles(&pcap_out, records.len());
-    let _ = Command::new("kill")
-        .args(["-INT", &tcpdump.id().to_string()])
-        .status();
-    let _ = tcpdump.wait();
+    tcpdump.finish(records.len());
 
     check_hep_sink(&records, &read_jsonl_lossy(&sink_out));
     check_tshark(&records, &pcap_out, &harness, udp_port);
@@ -250,11 +134,12 @@ fn check_hep_sink(records: &[Value], received: &[Value]) {
             assert_eq!(got["src_port"], want["src_port"], "{ctx}");
             assert_eq!(got["dst_port"], want["dst_port"], "{ctx}");
             assert_eq!(got["ip_proto"], 17, "{ctx}");
-            assert_eq!(got["proto_type"], 1, "{ctx}");
+            // SIP (1), and the RTCP reports hepcap correlated to the capture's calls (5).
+            assert_eq!(got["proto_type"], want["proto_type"], "{ctx}");
             assert_eq!(got["capture_id"], 4242, "{ctx}");
             assert_eq!(got["node_name"], "edge-7", "{ctx}");
             assert_eq!(got["auth_key"], "s3cret", "{ctx}");
-            assert_eq!(got["correlation_id"], want["sip"]["call_id"], "{ctx}");
+            assert_eq!(got["correlation_id"], want["correlation_id"], "{ctx}");
             let micros = got["ts_sec"].as_u64().expect("ts_sec") * 1_000_000
                 + got["ts_usec"].as_u64().expect("ts_usec");
             assert_eq!(
@@ -365,7 +250,7 @@ fn check_tshark(records: &[Value], pcap: &Path, harness: &Path, udp_port: u16) {
             assert_eq!(m[7], "edge-7", "{ctx}");
             assert_eq!(
                 m[8],
-                want["sip"]["call_id"].as_str().expect("call id"),
+                want["correlation_id"].as_str().expect("call id"),
                 "{ctx}"
             );
             let payload = want["payload"]

@@ -9,13 +9,13 @@
 //! missing one fails the test. Everything it starts is stopped by its PID.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::process::Command;
 
 use hepcap_e2e::{hepcap, require_tool, scratch_dir, shared_dir};
+use relay_support::{Tcpdump, rfc3339_micros};
 use serde_json::Value;
+
+mod relay_support;
 
 const TSHARK_FIELDS: [&str; 16] = [
     "frame.number",
@@ -36,18 +36,6 @@ const TSHARK_FIELDS: [&str; 16] = [
     "rtcp.ssrc.lsr",
 ];
 
-/// Stops a child by its PID when the test ends, whichever way.
-struct Guard(Option<Child>);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        if let Some(child) = self.0.as_mut() {
-            let _ = Command::new("kill").arg(child.id().to_string()).status();
-            let _ = child.wait();
-        }
-    }
-}
-
 /// Stops the harness Kamailio of `rundir` when the test ends.
 struct Kamailio(std::path::PathBuf);
 
@@ -56,31 +44,6 @@ impl Drop for Kamailio {
         let run = shared_dir().join("harness/kamailio/run.sh");
         let _ = Command::new(run).arg("stop").arg(&self.0).status();
     }
-}
-
-fn start_tcpdump(out: &Path) -> Child {
-    // Only the calls' own SIP (proxy 5060, alice 5062, bob 5064), RTP and RTCP (10000-10019):
-    // not Kamailio's HEP mirror, nor whatever else runs on the loopback.
-    let mut child = Command::new("tcpdump")
-        .args(["-i", "lo", "-U", "-s", "0", "-w"])
-        .arg(out)
-        .arg("udp and (port 5060 or port 5062 or port 5064 or portrange 10000-10019)")
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn tcpdump");
-    let stderr = child.stderr.take().expect("tcpdump stderr");
-    let mut lines = BufReader::new(stderr).lines();
-    loop {
-        let line = lines
-            .next()
-            .expect("tcpdump exited before listening (root needed)")
-            .expect("read tcpdump stderr");
-        if line.contains("listening on") {
-            break;
-        }
-    }
-    std::thread::spawn(move || lines.for_each(drop));
-    child
 }
 
 fn split(field: &str) -> Vec<u64> {
@@ -98,25 +61,6 @@ fn epoch_us(text: &str) -> u64 {
     let (sec, frac) = text.split_once('.').unwrap_or((text, "0"));
     let frac = format!("{frac:0<6}");
     sec.parse::<u64>().expect("seconds") * 1_000_000 + frac[..6].parse::<u64>().expect("usec")
-}
-
-/// `YYYY-MM-DDTHH:MM:SS.ffffffZ` → microseconds (days from civil).
-fn rfc3339_us(text: &str) -> u64 {
-    let (date, time) = text.trim_end_matches('Z').split_once('T').expect("T");
-    let d: Vec<i64> = date.split('-').map(|p| p.parse().expect("date")).collect();
-    let (hms, frac) = time.split_once('.').expect("fraction");
-    let t: Vec<i64> = hms.split(':').map(|p| p.parse().expect("time")).collect();
-    let (y, m) = if d[1] <= 2 {
-        (d[0] - 1, d[1])
-    } else {
-        (d[0], d[1])
-    };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + d[2] - 1;
-    let days = era * 146_097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719_468;
-    let secs = days * 86_400 + t[0] * 3600 + t[1] * 60 + t[2];
-    secs as u64 * 1_000_000 + frac.parse::<u64>().expect("usec")
 }
 
 #[test]
@@ -147,7 +91,12 @@ fn baresip_rtcp_is_correlated_to_its_calls() {
     );
     let _kamailio = Kamailio(rundir);
 
-    let tcpdump = Guard(Some(start_tcpdump(&capture)));
+    // Only the calls' own SIP (proxy 5060, alice 5062, bob 5064), RTP and RTCP (10000-10019):
+    // not Kamailio's HEP mirror, nor whatever else runs on the loopback.
+    let tcpdump = Tcpdump::start(
+        &capture,
+        "udp and (port 5060 or port 5062 or port 5064 or portrange 10000-10019)",
+    );
     let calls = Command::new(harness.join("baresip/calls.sh"))
         .args(["-n", "2", "-d", "7", "-w"])
         .arg(dir.join("baresip"))
@@ -158,9 +107,8 @@ fn baresip_rtcp_is_correlated_to_its_calls() {
         "baresip calls failed: {}",
         String::from_utf8_lossy(&calls.stdout)
     );
-    std::thread::sleep(Duration::from_millis(500));
-    // SIGTERM: tcpdump flushes the file and exits.
-    drop(tcpdump);
+    // Stops tcpdump once its file settles; it writes out what it holds.
+    tcpdump.finish(1);
 
     // tshark's view: RTCP frames and the Call-ID of the frame that set each one up.
     let mut args = vec!["--enable-heuristic", "rtcp_udp", "-r"];
@@ -220,7 +168,7 @@ fn baresip_rtcp_is_correlated_to_its_calls() {
             v["dst_ip"].as_str().unwrap_or_default(),
             v["dst_port"]
         );
-        let ts = rfc3339_us(v["timestamp"].as_str().expect("timestamp"));
+        let ts = rfc3339_micros(v["timestamp"].as_str().expect("timestamp"));
         records.insert((ts, key), v);
     }
 
