@@ -112,8 +112,8 @@ pub enum Command {
 /// Where records go and how the agent names itself. Shared by every command that sends.
 #[derive(Debug, Args, Clone)]
 pub struct SinkArgs {
-    /// HEP collector, udp://HOST:PORT or tcp://HOST:PORT. Repeatable: every destination gets
-    /// every record.
+    /// HEP collector, udp://HOST:PORT, tcp://HOST:PORT or tls://HOST:PORT. Repeatable: see
+    /// --hep-mode.
     #[arg(long = "hep", value_name = "URL")]
     pub hep: Vec<HepTarget>,
 

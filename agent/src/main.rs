@@ -212,10 +212,21 @@ fn run_replay(args: ReplayArgs, quiet: bool) -> anyhow::Result<ExitCode> {
         eprint!("{}", summary::replay_summary(&stats, &pipeline_stats));
     }
     hold_metrics(&args.pipeline);
-    Ok(if stats.file_errors.is_empty() {
-        ExitCode::SUCCESS
-    } else {
+    // A script must be able to tell a replay whose records did not reach a sink.
+    let lost: u64 = pipeline_stats
+        .sinks
+        .iter()
+        .flat_map(|(_, s)| s.dropped.iter())
+        .filter(|(reason, _)| !matches!(**reason, "oversize" | "rate_limited" | "encode"))
+        .map(|(_, n)| *n)
+        .sum();
+    Ok(if !stats.file_errors.is_empty() {
         ExitCode::FAILURE
+    } else if lost > 0 {
+        eprintln!("hepcap replay: {lost} record(s) not delivered to a sink (see the summary)");
+        ExitCode::from(3)
+    } else {
+        ExitCode::SUCCESS
     })
 }
 

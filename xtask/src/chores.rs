@@ -68,7 +68,7 @@ pub fn demo() -> anyhow::Result<()> {
     });
 
     println!(
-        "$ hepcap replay {} --hep udp://127.0.0.1:{port} --jsonl {}",
+        "$ hepcap replay {} --hep udp://127.0.0.1:{port} --node-name demo --jsonl {}",
         capture.display(),
         jsonl.display()
     );

@@ -27,7 +27,7 @@ pub enum TargetError {
     NoScheme(String),
     #[error("unsupported scheme '{0}': use udp, tcp or tls")]
     Scheme(String),
-    #[error("'{0}' needs HOST:PORT with a numeric port")]
+    #[error("'{0}' needs HOST:PORT with a port from 1 to 65535")]
     Address(String),
 }
 
@@ -48,7 +48,7 @@ impl FromStr for HepTarget {
         let (host, port) = rest
             .rsplit_once(':')
             .ok_or_else(|| TargetError::Address(s.into()))?;
-        if host.is_empty() || port.parse::<u16>().is_err() {
+        if host.is_empty() || port.parse::<u16>().map_or(true, |p| p == 0) {
             return Err(TargetError::Address(s.into()));
         }
         Ok(HepTarget {

@@ -77,6 +77,8 @@ pub struct TcpHepSink {
     spool: Option<Spool>,
     /// Plain TCP, or TLS with its client configuration.
     wrap: Wrap,
+    /// Why the collector's TLS certificate was refused on the first connect, if it was.
+    refused_certificate: Option<String>,
     backoff: Backoff,
     /// How long a batch waits for the collector; [`SINK_DOWN_TIMEOUT`] outside tests.
     down_timeout: Duration,
@@ -173,6 +175,7 @@ impl TcpHepSink {
             conn: None,
             spool: None,
             wrap,
+            refused_certificate: None,
             backoff: Backoff::new(),
             down_timeout: SINK_DOWN_TIMEOUT,
             shedding: false,
@@ -183,6 +186,16 @@ impl TcpHepSink {
             drop_log: LogLimit::default(),
         };
         sink.connect();
+        if let Some(reason) = sink.refused_certificate.take() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "the collector's TLS certificate was refused ({reason}); --tls-ca must hold \
+                     the CA that signed it (a self-signed CA certificate cannot be the server's \
+                     own), or use --tls-insecure"
+                ),
+            ));
+        }
         Ok(sink)
     }
 
@@ -292,7 +305,14 @@ impl TcpHepSink {
                     self.link = Link::Up;
                     return true;
                 }
-                Err(e) => last_error = Some(e),
+                Err(e) => {
+                    if let Some(reason) = certificate_error(&e) {
+                        error!(sink = %self.name, peer = %addr, %reason,
+                            "hep collector's tls certificate refused");
+                        self.refused_certificate = Some(reason);
+                    }
+                    last_error = Some(e);
+                }
             }
         }
 
@@ -411,6 +431,16 @@ impl TcpHepSink {
                 self.stats.dropped.insert("spool_full", s.dropped_full);
             }
         }
+    }
+}
+
+/// The certificate problem behind a failed TLS connect, if that is what failed: retrying will
+/// not fix it, so the operator is told at once.
+fn certificate_error(e: &io::Error) -> Option<String> {
+    match e.get_ref()?.downcast_ref::<rustls::Error>()? {
+        rustls::Error::InvalidCertificate(c) => Some(format!("{c:?}")),
+        rustls::Error::NoCertificatesPresented => Some("no certificate presented".into()),
+        _ => None,
     }
 }
 

@@ -50,7 +50,8 @@ pub fn spawn_udp_listener(
     stop: Arc<AtomicBool>,
 ) -> io::Result<(SocketAddr, JoinHandle<()>)> {
     let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
-    socket.set_reuse_address(true)?;
+    // No SO_REUSEADDR: on Linux it lets a second UDP socket bind the same port and take part
+    // of the traffic; a port already taken must fail the start instead.
     set_rcvbuf(&socket, config.rcvbuf);
     set_int_opt(&socket, libc::SOL_SOCKET, libc::SO_RXQ_OVFL, 1)?;
     socket.set_read_timeout(Some(Duration::from_millis(200)))?;
