@@ -491,11 +491,9 @@ fn tshark_call_ids(path: &Path) -> anyhow::Result<HashMap<u32, String>> {
         .collect())
 }
 
-/// `1105725491.463085000` → microseconds.
+/// `1105725491.463085000` → microseconds (the SIP rows' parser, unsigned).
 fn epoch_us(text: &str) -> Option<u64> {
-    let (sec, frac) = text.split_once('.').unwrap_or((text, "0"));
-    let frac = format!("{frac:0<6}");
-    Some(sec.parse::<u64>().ok()? * 1_000_000 + frac.get(..6)?.parse::<u64>().ok()?)
+    u64::try_from(super::rows::epoch_to_micros(text).ok()?).ok()
 }
 
 /// Time and addresses of a hepcap JSON line, in the form of [`TsharkRtcp::key`].
@@ -511,26 +509,9 @@ fn record_key(v: &Value) -> Option<(u64, String)> {
     Some((ts, key))
 }
 
-/// `2005-01-14T17:58:11.463085Z` → microseconds since the epoch.
+/// `2005-01-14T17:58:11.463085Z` → microseconds since the epoch (the SIP rows' parser).
 fn rfc3339_us(text: &str) -> Option<u64> {
-    let (date, time) = text.strip_suffix('Z')?.split_once('T')?;
-    let mut d = date.split('-').map(|p| p.parse::<i64>().ok());
-    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
-    let (hms, frac) = time.split_once('.')?;
-    let mut t = hms.split(':').map(|p| p.parse::<i64>().ok());
-    let (hh, mm, ss) = (t.next()??, t.next()??, t.next()??);
-    // Days from civil (proleptic Gregorian), H. Hinnant's algorithm.
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    let secs = days * 86_400 + hh * 3600 + mm * 60 + ss;
-    u64::try_from(secs)
-        .ok()?
-        .checked_mul(1_000_000)?
-        .checked_add(frac.parse().ok()?)
+    u64::try_from(super::rows::rfc3339_to_micros(text).ok()?).ok()
 }
 
 #[cfg(test)]
