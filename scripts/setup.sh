@@ -39,4 +39,27 @@ if [ -d "$shared/harness/hepjs" ] && [ ! -d "$hepjs_home/node_modules/hep-js" ];
   (cd "$hepjs_home" && npm ci --no-audit --no-fund --silent)
 fi
 
+# eBPF program toolchain (../shared/docs/ebpf-toolchain.md): the nightly toolchain's core
+# sources for -Z build-std, and bpf-linker linked against that toolchain's own libLLVM.
+if command -v rustup >/dev/null && rustup toolchain list | grep -q '^nightly'; then
+  if ! rustup component list --toolchain nightly --installed | grep -q '^rust-src'; then
+    rustup component add rust-src --toolchain nightly
+  fi
+  if ! command -v bpf-linker >/dev/null; then
+    sysroot=$(rustc +nightly --print sysroot)
+    llvm_so=$(ls "$sysroot"/lib/libLLVM.so.*-rust-* 2>/dev/null | head -n1 || true)
+    if [ -n "$llvm_so" ]; then
+      [ -e "$sysroot/lib/libLLVM.so" ] || ln -sf "$(basename "$llvm_so")" "$sysroot/lib/libLLVM.so"
+      major=$(rustc +nightly -vV | sed -n 's/^LLVM version: \([0-9]*\).*/\1/p')
+      echo "setup: building bpf-linker against nightly's LLVM $major (about 2 minutes)"
+      LLVM_PREFIX=$sysroot cargo install --locked bpf-linker --no-default-features \
+        --features "llvm-$major"
+    else
+      echo "setup: nightly has no libLLVM.so; the eBPF program cannot be built" >&2
+    fi
+  fi
+else
+  echo "setup: no nightly toolchain; the eBPF program cannot be built (libpcap capture only)" >&2
+fi
+
 echo "setup: ok"
