@@ -101,12 +101,29 @@ pub struct PipelineArgs {
 }
 
 #[derive(Debug, Subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once at start-up
 pub enum Command {
     /// Replay pcap/pcapng files through the capture decode path into the sinks.
     Replay(ReplayArgs),
-    /// Run the agent: receive HEP from other agents (and, later, capture live) until Ctrl-C or
-    /// SIGTERM, then flush the sinks and exit 0.
+    /// Run the agent: capture SIP and RTCP live and receive HEP from other agents until
+    /// Ctrl-C or SIGTERM, then flush the sinks and exit 0.
     Run(RunArgs),
+    /// Probe this host: kernel, BTF, capabilities, eBPF program and map types, and which
+    /// capture modes work here, each with yes or no and why.
+    Check(CheckArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Print the report as one JSON object ({"kernel": ..., "items": [{"name", "ok", "why"}]}).
+    #[arg(long)]
+    pub json: bool,
+
+    #[command(flatten)]
+    pub live: CaptureArgs,
+
+    #[command(flatten)]
+    pub decode: DecodeArgs,
 }
 
 /// Where records go and how the agent names itself. Shared by every command that sends.
@@ -216,18 +233,125 @@ pub struct ReplayArgs {
     pub pipeline: PipelineArgs,
 }
 
-/// What `--capture` selects. Live modes arrive with the live-capture work.
+/// What `--capture` selects.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum CaptureMode {
+    /// eBPF socket filter when this host allows it, otherwise libpcap; the reason for the
+    /// fallback is logged once.
+    Auto,
+    /// eBPF socket filter on AF_PACKET sockets (all interfaces, or each --interface).
+    Ebpf,
+    /// XDP on each --interface (ingress only; SPAN/mirror ports). Native mode, else generic.
+    Xdp,
+    /// libpcap with a generated classic BPF filter (or --bpf).
+    Pcap,
     /// No live capture: only HEP listeners feed the pipeline.
     None,
+}
+
+impl CaptureMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CaptureMode::Auto => "auto",
+            CaptureMode::Ebpf => "ebpf",
+            CaptureMode::Xdp => "xdp",
+            CaptureMode::Pcap => "pcap",
+            CaptureMode::None => "none",
+        }
+    }
+}
+
+/// Live capture: where, how much, and what besides SIP.
+#[derive(Debug, Args, Clone)]
+pub struct CaptureArgs {
+    /// Interface to capture on. Repeatable; default: all interfaces (required for xdp).
+    #[arg(long = "interface", short = 'i', value_name = "NAME")]
+    pub interfaces: Vec<String>,
+
+    /// Bytes of each packet copied to user space at most.
+    #[arg(long, value_name = "BYTES", default_value_t = 65_535,
+          value_parser = clap::value_parser!(u32).range(64..=262_144))]
+    pub snaplen: u32,
+
+    /// Also capture UDP that looks like RTCP (version 2, packet type 200-207) on any port,
+    /// not only the RTCP endpoints learnt from SDP.
+    #[arg(long)]
+    pub rtcp_heuristic: bool,
+
+    /// Classic BPF filter expression for --capture pcap, replacing the generated one.
+    #[arg(long, value_name = "EXPR")]
+    pub bpf: Option<String>,
+
+    /// After start-up, switch to this user (capabilities still needed are kept).
+    #[arg(long, value_name = "NAME")]
+    pub user: Option<String>,
+
+    /// Perf ring pages per CPU (eBPF and XDP modes), a power of two.
+    #[arg(long, value_name = "PAGES", default_value_t = 256)]
+    pub perf_pages: usize,
+
+    /// Captured packets queued for the decoder; more are dropped and counted (`queue_full`).
+    /// The queue also stops at 256 MiB of packet bytes.
+    #[arg(long, value_name = "N", default_value_t = 65_536)]
+    pub capture_queue: usize,
+
+    /// How --capture xdp attaches: auto (native, else generic with a warning), native, or
+    /// generic.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub xdp_mode: crate::capture::XdpAttach,
+}
+
+impl CaptureArgs {
+    /// The live capture these flags, the decoder's and the correlator's describe.
+    pub fn options(
+        &self,
+        mode: crate::capture::Mode,
+        decode: &DecodeArgs,
+        correlate: &CorrelateArgs,
+    ) -> crate::capture::LiveOptions {
+        self.options_with(mode, decode, correlate.config(), correlate.dedup(true))
+    }
+
+    /// As [`CaptureArgs::options`], with the correlator configured directly.
+    pub fn options_with(
+        &self,
+        mode: crate::capture::Mode,
+        decode: &DecodeArgs,
+        correlate: crate::correlate::CorrelatorConfig,
+        dedup: Option<crate::correlate::dedup::DedupConfig>,
+    ) -> crate::capture::LiveOptions {
+        let decoder = decode.config();
+        crate::capture::LiveOptions {
+            mode,
+            interfaces: self.interfaces.clone(),
+            snaplen: self.snaplen,
+            rtcp_heuristic: self.rtcp_heuristic,
+            bpf: self.bpf.clone(),
+            perf_pages: self.perf_pages,
+            queue_frames: self.capture_queue,
+            xdp_attach: self.xdp_mode,
+            sip_ports: decoder.sip_ports.clone(),
+            decoder,
+            correlate,
+            dedup,
+        }
+    }
 }
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
     /// Live capture mode.
-    #[arg(long, value_enum, default_value = "none")]
+    #[arg(long, value_enum, default_value = "auto")]
     pub capture: CaptureMode,
+
+    #[command(flatten)]
+    pub live: CaptureArgs,
+
+    #[command(flatten)]
+    pub decode: DecodeArgs,
+
+    #[command(flatten)]
+    pub correlate: CorrelateArgs,
 
     /// Receive HEP on udp://ADDR:PORT, tcp://ADDR:PORT or tls://ADDR:PORT. Repeatable.
     #[arg(long = "hep-listen", value_name = "URL")]

@@ -4,11 +4,13 @@
 //! scanned by [`sip`]), [`record::Record`] carries them, [`sink`] writes them as HEP
 //! ([`hep`]) or JSON lines.
 
+pub mod capture;
 pub mod cli;
 pub mod correlate;
 pub mod decode;
 pub mod hep;
 pub mod pipeline;
+pub mod process;
 pub mod reassembly;
 pub mod record;
 pub mod replay;

@@ -11,8 +11,10 @@ use tracing_subscriber::EnvFilter;
 
 use std::time::Duration;
 
+use hepcap::capture;
 use hepcap::cli::{
-    CaptureMode, Cli, Command, HepMode, LogFormat, PipelineArgs, ReplayArgs, RunArgs, SinkArgs,
+    CaptureMode, CheckArgs, Cli, Command, HepMode, LogFormat, PipelineArgs, ReplayArgs, RunArgs,
+    SinkArgs,
 };
 use hepcap::hep::HepEncoder;
 use hepcap::hep::{IdentityRewrite, Limits};
@@ -29,6 +31,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Replay(args) => run_replay(args, cli.quiet),
         Command::Run(args) => run_agent(args, cli.quiet),
+        Command::Check(args) => run_check(&args),
     };
     match result {
         Ok(code) => code,
@@ -230,9 +233,32 @@ fn run_replay(args: ReplayArgs, quiet: bool) -> anyhow::Result<ExitCode> {
     })
 }
 
+fn run_check(args: &CheckArgs) -> anyhow::Result<ExitCode> {
+    let opts = args
+        .live
+        .options_with(capture::Mode::Auto, &args.decode, Default::default(), None);
+    let report = capture::check::run(&opts);
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", report.to_text());
+    }
+    let any_mode = ["mode_ebpf", "mode_xdp", "mode_pcap"]
+        .iter()
+        .any(|m| report.get(m).is_some_and(|i| i.ok));
+    Ok(if any_mode {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
 fn run_agent(args: RunArgs, quiet: bool) -> anyhow::Result<ExitCode> {
     let RunArgs {
-        capture: CaptureMode::None,
+        capture: capture_mode,
+        live,
+        decode,
+        correlate,
         hep_listen,
         hep_listen_password,
         hep_listen_rcvbuf,
@@ -251,14 +277,10 @@ fn run_agent(args: RunArgs, quiet: bool) -> anyhow::Result<ExitCode> {
         pipeline,
     } = args;
     let pipeline_args = pipeline.clone();
-    if hep_listen.is_empty() {
-        anyhow::bail!(
-            "nothing to run: give at least one --hep-listen (live capture is not built yet)"
-        );
-    }
     if when_full == WhenFull::Block {
         anyhow::bail!(
-            "--when-full block is for replay only: a listener must never wait for a sink"
+            "--when-full block is for replay only: live capture and listeners must never wait \
+             for a sink"
         );
     }
     let tls = match (&tls_cert, &tls_key) {
@@ -275,6 +297,39 @@ fn run_agent(args: RunArgs, quiet: bool) -> anyhow::Result<ExitCode> {
     if replace_token && sinks.node_password.is_none() {
         anyhow::bail!("--replace-token needs --node-password");
     }
+
+    // Privileged start-up first, on this thread, before any other thread exists: capabilities
+    // are per thread, and every thread started later inherits the dropped set.
+    let mode = match capture_mode {
+        CaptureMode::None => None,
+        CaptureMode::Auto => Some(capture::Mode::Auto),
+        CaptureMode::Ebpf => Some(capture::Mode::Ebpf),
+        CaptureMode::Xdp => Some(capture::Mode::Xdp),
+        CaptureMode::Pcap => Some(capture::Mode::Pcap),
+    };
+    let opened = match mode {
+        None => None,
+        Some(mode) => {
+            let opts = live.options(mode, &decode, &correlate);
+            match capture::open(&opts) {
+                Ok(o) => Some(o),
+                // Auto with HEP listeners still has a job without capture.
+                Err(e) if mode == capture::Mode::Auto && !hep_listen.is_empty() => {
+                    tracing::warn!(error = %e, "no live capture possible; running HEP listeners only");
+                    None
+                }
+                Err(e) => return Err(e).context(format!("--capture {}", mode.as_str())),
+            }
+        }
+    };
+    if opened.is_none() && hep_listen.is_empty() {
+        anyhow::bail!("nothing to run: live capture is off and no --hep-listen was given");
+    }
+    if opened.is_some() || live.user.is_some() {
+        capture::privilege::drop_all(live.user.as_deref()).context("drop privileges")?;
+        tracing::info!(user = live.user.as_deref(), "capabilities dropped");
+    }
+
     start_metrics(&pipeline)?;
     let built = build_sinks_with(&sinks, &relay)?;
     let config = pipeline_config(ring_capacity, when_full, &pipeline);
@@ -295,11 +350,14 @@ fn run_agent(args: RunArgs, quiet: bool) -> anyhow::Result<ExitCode> {
         idle_timeout: Duration::from_secs(hep_listen_idle_timeout.max(1)),
         tls,
     };
-    let listeners = run::run(&opts, &pipeline);
+    let outcome = run::run(&opts, opened, &pipeline);
     let pipeline_stats = pipeline.finish();
-    let listeners = listeners?;
+    let outcome = outcome?;
     if !quiet {
-        eprint!("{}", summary::run_summary(&listeners, &pipeline_stats));
+        eprint!(
+            "{}",
+            summary::run_summary(outcome.live.as_ref(), &outcome.listeners, &pipeline_stats)
+        );
     }
     hold_metrics(&pipeline_args);
     Ok(ExitCode::SUCCESS)

@@ -73,6 +73,8 @@ impl Transport {
 pub enum Source {
     /// Read from a capture file by `hepcap replay`.
     Replay,
+    /// Captured live by `hepcap run`; the label is the capture mode (`ebpf`, `xdp`, `pcap`).
+    Capture(&'static str),
     /// Received as HEP from another agent; kept whole so a relay can forward it unchanged.
     Hep(Box<Received>),
     /// Made by the correlation stage from captured traffic (RTCP as JSON).
@@ -124,6 +126,7 @@ impl Source {
     pub fn as_str(&self) -> &'static str {
         match self {
             Source::Replay => "replay",
+            Source::Capture(mode) => mode,
             Source::Hep(r) => r.listener.as_str(),
             Source::Correlated(c) => c.origin,
         }
@@ -132,7 +135,7 @@ impl Source {
     /// The received HEP message, for relayed records.
     pub fn received(&self) -> Option<&Received> {
         match self {
-            Source::Replay | Source::Correlated(_) => None,
+            Source::Replay | Source::Capture(_) | Source::Correlated(_) => None,
             Source::Hep(r) => Some(r),
         }
     }
@@ -215,7 +218,7 @@ impl Record {
         match &self.source {
             Source::Hep(r) => r.message.correlation_id.as_deref(),
             Source::Correlated(c) => c.correlation_id.as_deref(),
-            Source::Replay => self.call_id(),
+            Source::Replay | Source::Capture(_) => self.call_id(),
         }
     }
 
@@ -223,7 +226,7 @@ impl Record {
     pub fn mos(&self) -> Option<u16> {
         match &self.source {
             Source::Correlated(c) => c.mos,
-            Source::Replay | Source::Hep(_) => None,
+            Source::Replay | Source::Capture(_) | Source::Hep(_) => None,
         }
     }
 }

@@ -12,16 +12,16 @@
 //! Both see packets in file order and use the capture time as their clock, also with
 //! `--restamp`.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::correlate::dedup::{Dedup, DedupConfig};
-use crate::correlate::{Correlator, CorrelatorConfig, CorrelatorStats, SipMessageView};
-use crate::decode::{Decoder, DecoderConfig, ReassemblyStats, SkipCounts, SkipReason};
+use crate::correlate::dedup::DedupConfig;
+use crate::correlate::{CorrelatorConfig, CorrelatorStats};
+use crate::decode::{DecoderConfig, ReassemblyStats, SkipCounts};
 use crate::pipeline::Pipeline;
-use crate::record::{Record, Source, Timestamp};
+use crate::process::Processor;
+use crate::record::{Source, Timestamp};
 use crate::source::CaptureFile;
 
 /// How to replay.
@@ -83,14 +83,14 @@ pub struct ReplayStats {
 pub fn run(opts: &ReplayOptions, pipeline: &Pipeline, stop: &AtomicBool) -> ReplayStats {
     let mut stats = ReplayStats::default();
     let mut pass = 0u64;
-    let mut decoder = Decoder::new(opts.decoder.clone());
-    decoder.rtcp_tap().enable(true);
-    let mut post = PostDecode {
-        correlator: Correlator::new(opts.correlate.clone(), Source::Replay.as_str()),
-        dedup: opts.dedup.map(Dedup::new),
-        out: Vec::new(),
-        published: [0; 5],
-    };
+    let mut processor = Processor::new(
+        Source::Replay,
+        opts.decoder.clone(),
+        opts.correlate.clone(),
+        opts.dedup,
+    );
+    processor.set_restamp(opts.restamp);
+    let ring = pipeline.ring();
 
     while opts.loops == 0 || pass < opts.loops {
         pass += 1;
@@ -112,178 +112,47 @@ pub fn run(opts: &ReplayOptions, pipeline: &Pipeline, stop: &AtomicBool) -> Repl
             };
             stats.files_read += 1;
             tracing::debug!(file = %path.display(), link = ?file.link_type(), "replaying");
-            let mut ctx = FileReplay {
-                clock: &mut clock,
-                decoder: &mut decoder,
-                post: &mut post,
-                pipeline,
-                stop,
-                stats: &mut stats,
-                pass,
-            };
-            ctx.replay(&mut file);
+            let link = file.link_type();
+            while let Some(frame) = file.next_frame() {
+                let frame = match frame {
+                    Ok(f) => f,
+                    Err(e) => {
+                        tracing::error!(error = %e, "capture file ends early");
+                        if pass == 1 {
+                            stats.file_errors.push(e.to_string());
+                        }
+                        break;
+                    }
+                };
+                if clock.wait(frame.ts, stop) {
+                    break;
+                }
+                processor.frame(link, frame.ts, frame.data, &ring);
+            }
             // Fragments and flows do not continue from one file into the next.
-            decoder.flush();
-            post.publish_metrics();
+            processor.flush_reassembly();
+            processor.publish_metrics();
         }
         if stop.load(Ordering::Relaxed) || stats.files_read == 0 {
             break;
         }
     }
-    stats.reassembly = decoder.stats();
-    // RTCP still waiting for its SDP will not get it now.
-    post.correlator.finish(&mut post.out);
-    post.flush(pipeline, opts.restamp);
-    post.publish_metrics();
-    stats.correlate = post.correlator.stats();
-    stats.duplicates = post.dedup.as_ref().map_or(0, Dedup::duplicates);
+    processor.finish(&ring);
+    let p = processor.stats();
+    stats.packets = p.packets;
+    stats.sip_messages = p.sip_messages;
+    stats.sip_no_call_id = p.sip_no_call_id;
+    stats.skipped = p.skipped;
+    stats.duplicates = p.duplicates;
+    stats.reassembly = processor.reassembly();
+    stats.correlate = processor.correlate_stats();
     stats
-}
-
-/// What happens to decoded packets before the pipeline.
-#[derive(Debug)]
-struct PostDecode {
-    correlator: Correlator,
-    dedup: Option<Dedup>,
-    /// Records the correlator made, pushed after each frame.
-    out: Vec<Record>,
-    /// Counts already added to the metrics: correlated, late, uncorrelated, malformed,
-    /// duplicates.
-    published: [u64; 5],
-}
-
-impl PostDecode {
-    /// Adds what was counted since the last call to the metrics (per file, not per packet).
-    fn publish_metrics(&mut self) {
-        use crate::telemetry::metrics;
-
-        let s = self.correlator.stats();
-        let now = [
-            s.rtcp_correlated,
-            s.rtcp_correlated_late,
-            s.rtcp_uncorrelated,
-            s.rtcp_malformed.iter().map(|(_, n)| n).sum(),
-            self.dedup.as_ref().map_or(0, Dedup::duplicates),
-        ];
-        let d: Vec<u64> = now
-            .iter()
-            .zip(self.published)
-            .map(|(n, p)| n.saturating_sub(p))
-            .collect();
-        let source = Source::Replay.as_str();
-        metrics::rtcp_reports(source, "correlated", d[0]);
-        metrics::rtcp_reports(source, "correlated_late", d[1]);
-        metrics::rtcp_reports(source, "uncorrelated", d[2]);
-        metrics::rtcp_reports(source, "malformed", d[3]);
-        metrics::duplicates(source, d[4]);
-        self.published = now;
-    }
-
-    /// True when the datagram is a copy of one seen within the window.
-    fn duplicate(
-        &mut self,
-        src: SocketAddr,
-        dst: SocketAddr,
-        transport: u8,
-        payload: &[u8],
-        ts: Timestamp,
-    ) -> bool {
-        self.dedup
-            .as_mut()
-            .is_some_and(|d| d.is_duplicate(src, dst, transport, payload, ts))
-    }
-
-    fn flush(&mut self, pipeline: &Pipeline, restamp: bool) {
-        for mut record in self.out.drain(..) {
-            if restamp {
-                record.ts = Timestamp::now();
-            }
-            pipeline.push(record);
-        }
-    }
-}
-
-/// One file's replay: where frames go and what is counted.
-struct FileReplay<'a> {
-    clock: &'a mut PaceClock,
-    decoder: &'a mut Decoder,
-    post: &'a mut PostDecode,
-    pipeline: &'a Pipeline,
-    stop: &'a AtomicBool,
-    stats: &'a mut ReplayStats,
-    pass: u64,
-}
-
-impl FileReplay<'_> {
-    fn replay(&mut self, file: &mut CaptureFile) {
-        let link = file.link_type();
-        while let Some(frame) = file.next_frame() {
-            let frame = match frame {
-                Ok(f) => f,
-                Err(e) => {
-                    tracing::error!(error = %e, "capture file ends early");
-                    if self.pass == 1 {
-                        self.stats.file_errors.push(e.to_string());
-                    }
-                    return;
-                }
-            };
-            self.stats.packets += 1;
-            if self.clock.wait(frame.ts, self.stop) {
-                return;
-            }
-            let restamp = self.clock.restamp;
-            let stats = &mut *self.stats;
-            let pipeline = self.pipeline;
-            let post = &mut *self.post;
-            let decoded = self
-                .decoder
-                .decode(link, frame.ts, frame.data, &mut |sip, ts| {
-                    let (src, dst) = (
-                        SocketAddr::new(sip.src, sip.src_port),
-                        SocketAddr::new(sip.dst, sip.dst_port),
-                    );
-                    if post.duplicate(src, dst, sip.transport.0, sip.payload, ts) {
-                        return;
-                    }
-                    stats.sip_messages += 1;
-                    if sip.sip.call_id.is_none() {
-                        stats.sip_no_call_id += 1;
-                    }
-                    let record = sip.to_record(ts, Source::Replay);
-                    if let Some(view) = SipMessageView::of_record(&record) {
-                        post.correlator.on_sip(&view, ts, &mut post.out);
-                    }
-                    let mut record = record;
-                    if restamp {
-                        record.ts = Timestamp::now();
-                    }
-                    pipeline.push(record);
-                });
-            self.decoder.rtcp_tap().drain(|d| {
-                if !post.duplicate(d.src, d.dst, 17, d.payload, d.ts) {
-                    post.correlator.on_udp(d, &mut post.out);
-                }
-            });
-            post.flush(pipeline, restamp);
-            match decoded {
-                // Handed to the correlator, which counts what becomes of it.
-                Err(SkipReason::Rtcp) => {}
-                Err(reason) => {
-                    self.stats.skipped.add(reason);
-                    crate::telemetry::metrics::decode_skip("replay", reason);
-                }
-                Ok(_) => {}
-            }
-        }
-    }
 }
 
 /// Keeps the capture's gaps when pacing.
 struct PaceClock {
     pace: bool,
     speed: f64,
-    restamp: bool,
     /// Capture time and wall time of the first packet of the pass.
     origin: Option<(Timestamp, Instant)>,
 }
@@ -293,7 +162,6 @@ impl PaceClock {
         PaceClock {
             pace: opts.pace,
             speed: opts.speed,
-            restamp: opts.restamp,
             origin: None,
         }
     }

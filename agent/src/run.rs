@@ -1,9 +1,9 @@
-//! `hepcap run`: the long-running agent. Today its sources are HEP listeners; live capture
-//! joins them in its own module.
+//! `hepcap run`: the long-running agent. Its sources are live capture (see `crate::capture`)
+//! and HEP listeners.
 //!
-//! Listeners never wait on sinks: they push into the pipeline's ring under a dropping policy.
-//! On SIGINT or SIGTERM the listeners stop accepting, the pipeline drains to the sinks and
-//! flushes them, and the process exits 0.
+//! Sources never wait on sinks: they push into the pipeline's ring under a dropping policy.
+//! On SIGINT or SIGTERM capture stops, the listeners stop accepting, the pipeline drains to
+//! the sinks and flushes them, and the process exits 0.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 
 use anyhow::Context;
 
+use crate::capture::{LiveCapture, LiveSummary, Opened};
 use crate::pipeline::Pipeline;
 use crate::record::HepListener;
 use crate::source::hep_listen::{
@@ -32,24 +33,42 @@ pub struct RunOptions {
     pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
-/// Starts the listeners, waits for SIGINT/SIGTERM, stops them. Returns each listener's totals.
+/// What `run` did, for the exit summary.
+#[derive(Debug, Default)]
+pub struct RunOutcome {
+    pub listeners: Vec<(String, ListenerTotals)>,
+    pub live: Option<LiveSummary>,
+}
+
+/// Starts live capture (already opened, see [`crate::capture::open`]) and the listeners,
+/// waits for SIGINT/SIGTERM, stops them.
 pub fn run(
     opts: &RunOptions,
+    capture: Option<Opened>,
     pipeline: &Pipeline,
-) -> anyhow::Result<Vec<(String, ListenerTotals)>> {
+) -> anyhow::Result<RunOutcome> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("hepcap-rt")
         .enable_all()
         .build()
         .context("start tokio runtime")?;
-    runtime.block_on(serve(opts, pipeline))
+    runtime.block_on(serve(opts, capture, pipeline))
 }
 
 async fn serve(
     opts: &RunOptions,
+    capture: Option<Opened>,
     pipeline: &Pipeline,
-) -> anyhow::Result<Vec<(String, ListenerTotals)>> {
+) -> anyhow::Result<RunOutcome> {
+    let live = match capture {
+        Some(opened) => Some(
+            opened
+                .start(&tokio::runtime::Handle::current(), pipeline.ring())
+                .context("start live capture")?,
+        ),
+        None => None,
+    };
     let stop = Arc::new(AtomicBool::new(false));
     let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
     let mut intakes = Vec::new();
@@ -102,12 +121,17 @@ async fn serve(
     register_listener_probe(probed);
     metrics::set_ready(true);
     tracing::info!(
+        capture = live.as_ref().map_or("none", LiveCapture::mode),
         listeners = opts.listen.len(),
         "hepcap running; Ctrl-C or SIGTERM stops it"
     );
 
     wait_for_signal().await?;
     tracing::info!("stopping: no new messages accepted, draining to the sinks");
+    let live = match live {
+        Some(l) => Some(l.stop().await),
+        None => None,
+    };
     stop.store(true, Ordering::Relaxed);
     let _ = shutdown_tx.send(true);
     for t in tasks {
@@ -116,10 +140,13 @@ async fn serve(
     for t in threads {
         let _ = tokio::task::spawn_blocking(move || t.join()).await;
     }
-    Ok(intakes
-        .iter()
-        .map(|i| (i.label().to_string(), i.stats().totals()))
-        .collect())
+    Ok(RunOutcome {
+        listeners: intakes
+            .iter()
+            .map(|i| (i.label().to_string(), i.stats().totals()))
+            .collect(),
+        live,
+    })
 }
 
 /// Copies the listeners' counters into the metrics registry before each scrape. Listeners of

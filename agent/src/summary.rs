@@ -38,13 +38,12 @@ pub fn replay_summary(stats: &ReplayStats, pipeline: &PipelineStats) -> String {
         let _ = writeln!(out, "  skipped {}: {n}", reason.as_str());
     }
     write_reassembly(&mut out, &stats.reassembly);
-    write_correlation(&mut out, stats);
+    write_correlation(&mut out, &stats.correlate, stats.duplicates);
     out
 }
 
 /// RTCP correlation and duplicate suppression, when they saw anything.
-fn write_correlation(out: &mut String, stats: &ReplayStats) {
-    let c = &stats.correlate;
+fn write_correlation(out: &mut String, c: &crate::correlate::CorrelatorStats, duplicates: u64) {
     let malformed: u64 = c.rtcp_malformed.iter().map(|(_, n)| n).sum();
     if c.rtcp > 0 || malformed > 0 {
         let _ = writeln!(
@@ -76,8 +75,8 @@ fn write_correlation(out: &mut String, stats: &ReplayStats) {
             t.ssrc_evictions
         );
     }
-    if stats.duplicates > 0 {
-        let _ = writeln!(out, "  dropped duplicate: {}", stats.duplicates);
+    if duplicates > 0 {
+        let _ = writeln!(out, "  dropped duplicate: {duplicates}");
     }
 }
 
@@ -131,9 +130,21 @@ fn write_reassembly(out: &mut String, r: &crate::decode::ReassemblyStats) {
 
 /// Renders the `run` summary: per listener what was received, relayed and rejected, then the
 /// pipeline.
-pub fn run_summary(listeners: &[(String, ListenerTotals)], pipeline: &PipelineStats) -> String {
+pub fn run_summary(
+    live: Option<&crate::capture::LiveSummary>,
+    listeners: &[(String, ListenerTotals)],
+    pipeline: &PipelineStats,
+) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "hepcap run: {} listener(s)", listeners.len());
+    let _ = writeln!(
+        out,
+        "hepcap run: capture {}, {} listener(s)",
+        live.map_or("none", |l| l.mode),
+        listeners.len()
+    );
+    if let Some(live) = live {
+        write_live(&mut out, live);
+    }
     for (name, t) in listeners {
         let _ = writeln!(
             out,
@@ -163,6 +174,43 @@ pub fn run_summary(listeners: &[(String, ListenerTotals)], pipeline: &PipelineSt
     }
     write_pipeline(&mut out, pipeline);
     out
+}
+
+/// Live capture: what the kernel copied and lost, then what the decoder made of it.
+fn write_live(out: &mut String, live: &crate::capture::LiveSummary) {
+    let c = &live.capture;
+    let p = &live.decode.process;
+    let _ = writeln!(
+        out,
+        "  capture {}: {} packets copied to user space, {} SIP messages ({} without Call-ID)",
+        live.mode, c.copied, p.sip_messages, p.sip_no_call_id
+    );
+    if live.mode != "pcap" {
+        let k = &c.kernel;
+        let names = hepcap_common::counter::NAMES;
+        let line: Vec<String> = names
+            .iter()
+            .zip(k.iter())
+            .map(|(n, v)| format!("{n} {v}"))
+            .collect();
+        let _ = writeln!(out, "    kernel: {}", line.join(", "));
+    }
+    for (reason, n) in [
+        ("perf_ring_full", c.lost_perf),
+        ("queue_full", c.queue_full),
+        ("pcap_socket", c.pcap_dropped),
+        ("pcap_interface", c.if_dropped),
+        ("malformed_sample", c.malformed),
+    ] {
+        if n > 0 {
+            let _ = writeln!(out, "    lost {reason}: {n}");
+        }
+    }
+    for (reason, n) in p.skipped.iter() {
+        let _ = writeln!(out, "    skipped {}: {n}", reason.as_str());
+    }
+    write_reassembly(out, &live.decode.reassembly);
+    write_correlation(out, &live.decode.correlate, p.duplicates);
 }
 
 fn write_pipeline(out: &mut String, pipeline: &PipelineStats) {

@@ -172,7 +172,13 @@ impl Relay {
     fn hepcap(bin: &Path, bind: u16, to: u16, stderr: &Path) -> anyhow::Result<Relay> {
         let log = File::create(stderr).with_context(|| format!("create {}", stderr.display()))?;
         let mut child = Command::new(bin)
-            .args(["run", "--hep-listen", &format!("udp://127.0.0.1:{bind}")])
+            .args([
+                "run",
+                "--capture",
+                "none",
+                "--hep-listen",
+                &format!("udp://127.0.0.1:{bind}"),
+            ])
             .args(["--hep", &format!("udp://127.0.0.1:{to}")])
             .args(["--hep-listen-rcvbuf", &RCVBUF.to_string()])
             .env("RUST_LOG", "warn,hepcap=info")

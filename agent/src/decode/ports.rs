@@ -18,6 +18,11 @@ impl PortSet {
     pub fn contains(&self, port: u16) -> bool {
         self.0.iter().any(|&(a, b)| (a..=b).contains(&port))
     }
+
+    /// The inclusive ranges, as given.
+    pub fn ranges(&self) -> &[(u16, u16)] {
+        &self.0
+    }
 }
 
 /// A `--sip-ports` value that does not parse.

@@ -31,6 +31,26 @@ pub const RTCP_REPORTS: &str = "hepcap_rtcp_reports_total";
 /// Datagrams dropped by `--dedup` as copies seen within the window, by `source`.
 pub const DUPLICATES: &str = "hepcap_duplicates_dropped_total";
 
+// Live capture.
+/// Packets the eBPF program ran on (kernel counter), by `mode`.
+pub const CAPTURE_SEEN: &str = "hepcap_capture_seen_packets_total";
+/// Packets the eBPF program copied to user space, by `mode` and `reason` (`sip`, `rtcp`,
+/// `fragment`).
+pub const CAPTURE_MATCHED: &str = "hepcap_capture_matched_packets_total";
+/// Packets the eBPF program passed over on purpose, by `mode` and `reason` (`lo_outgoing`:
+/// the outgoing sighting on `lo`, whose incoming twin is copied; `unparsed`: headers it could
+/// not read).
+pub const CAPTURE_SKIPPED: &str = "hepcap_capture_skipped_packets_total";
+/// Frames that reached user space, by `mode` and `interface`.
+pub const CAPTURE_COPIED: &str = "hepcap_capture_copied_packets_total";
+/// Captured packets lost, by `mode` and `reason`: `perf_ring_full` (the kernel's count of
+/// samples that found the perf ring full), `output_failed` (the program's failed outputs),
+/// `queue_full` (the decode queue), `pcap_socket` / `pcap_interface` (libpcap's counters),
+/// `malformed_sample`.
+pub const CAPTURE_LOST: &str = "hepcap_capture_lost_packets_total";
+/// Errors of the capture machinery, by `reason` (`rtcp_map_insert`, …).
+pub const CAPTURE_ERRORS: &str = "hepcap_capture_errors_total";
+
 // HEP listeners.
 /// HEP messages received, by `source` (`hep-udp`, `hep-tcp`, `hep-tls`).
 pub const LISTENER_RECEIVED: &str = "hepcap_listener_messages_received_total";
@@ -131,6 +151,28 @@ pub(super) fn buckets() -> Vec<(&'static str, Vec<f64>)> {
 pub(super) fn describe() {
     use metrics::{describe_counter, describe_gauge, describe_histogram};
     describe_counter!(DECODE_RECORDS, Unit::Count, "records the decoder produced");
+    describe_counter!(CAPTURE_SEEN, Unit::Count, "packets the eBPF program ran on");
+    describe_counter!(
+        CAPTURE_MATCHED,
+        Unit::Count,
+        "packets the eBPF program copied to user space, by reason"
+    );
+    describe_counter!(
+        CAPTURE_SKIPPED,
+        Unit::Count,
+        "packets the eBPF program passed over on purpose, by reason"
+    );
+    describe_counter!(
+        CAPTURE_COPIED,
+        Unit::Count,
+        "frames that reached user space, by interface"
+    );
+    describe_counter!(
+        CAPTURE_LOST,
+        Unit::Count,
+        "captured packets lost, by reason"
+    );
+    describe_counter!(CAPTURE_ERRORS, Unit::Count, "capture errors, by reason");
     describe_counter!(
         RTCP_REPORTS,
         Unit::Count,
@@ -278,6 +320,54 @@ pub fn decode_skip(source: &'static str, reason: SkipReason) {
     } else {
         metrics::counter!(DECODE_SKIPS, "source" => source, "reason" => reason.as_str())
             .increment(1);
+    }
+}
+
+/// Counts one error of the capture machinery.
+pub fn capture_error(reason: &'static str) {
+    metrics::counter!(CAPTURE_ERRORS, "reason" => reason).increment(1);
+}
+
+/// Copies a live capture's counters into the registry (a probe, before each scrape).
+pub fn capture_probe(
+    mode: &'static str,
+    totals: &crate::capture::CaptureTotals,
+    per_interface: &[(String, u64)],
+    kernel: Option<&[u64; hepcap_common::counter::COUNT as usize]>,
+) {
+    use hepcap_common::counter;
+    for (interface, n) in per_interface {
+        metrics::counter!(CAPTURE_COPIED, "mode" => mode, "interface" => interface.clone())
+            .absolute(*n);
+    }
+    let mut lost = vec![
+        ("queue_full", totals.queue_full),
+        ("pcap_socket", totals.pcap_dropped),
+        ("pcap_interface", totals.if_dropped),
+        ("malformed_sample", totals.malformed),
+    ];
+    if let Some(k) = kernel {
+        lost.push(("perf_ring_full", totals.lost_perf));
+        lost.push(("output_failed", k[counter::OUTPUT_FAILED as usize]));
+        metrics::counter!(CAPTURE_SEEN, "mode" => mode).absolute(k[counter::SEEN as usize]);
+        for (reason, i) in [
+            ("sip", counter::SIP),
+            ("rtcp", counter::RTCP),
+            ("fragment", counter::FRAGMENTS),
+        ] {
+            metrics::counter!(CAPTURE_MATCHED, "mode" => mode, "reason" => reason)
+                .absolute(k[i as usize]);
+        }
+        for (reason, i) in [
+            ("lo_outgoing", counter::LO_OUTGOING),
+            ("unparsed", counter::UNPARSED),
+        ] {
+            metrics::counter!(CAPTURE_SKIPPED, "mode" => mode, "reason" => reason)
+                .absolute(k[i as usize]);
+        }
+    }
+    for (reason, n) in lost {
+        metrics::counter!(CAPTURE_LOST, "mode" => mode, "reason" => reason).absolute(n);
     }
 }
 

@@ -167,6 +167,12 @@ impl Hepcap {
             "hepcap run",
             bounded(900, hepcap_bin())
                 .arg("run")
+                // Relay tests measure HEP in, HEP out: no live capture beside it.
+                .args(if args.contains(&"--capture") {
+                    &[][..]
+                } else {
+                    &["--capture", "none"][..]
+                })
                 .args(&args)
                 .env("RUST_LOG", "warn,hepcap=info")
                 .stdin(Stdio::null())

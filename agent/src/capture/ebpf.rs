@@ -1,0 +1,460 @@
+//! Live capture through the eBPF programs: load them, attach the socket filter to AF_PACKET
+//! sockets (or XDP to interfaces), fill the SIP-port and config maps, and drain the per-CPU
+//! perf buffers with tokio into the frame queue.
+//!
+//! The kernel decides what leaves it (SIP, learnt RTCP endpoints, UDP fragments); everything
+//! else, RTP above all, is never copied. The socket filter returns 0 so its own socket queues
+//! nothing, and XDP always passes: the host's traffic is untouched.
+
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::sync::Arc;
+use std::sync::Mutex;
+
+use aya::maps::perf::PerfEventArrayBuffer;
+use aya::maps::{Array, HashMap, MapData, PerCpuArray, PerfEventArray};
+use aya::programs::{SocketFilter, Xdp, XdpMode};
+use aya::{Ebpf, EbpfLoader};
+use hepcap_common::{self as common, Config, EventHeader, RtcpKey};
+use tokio::io::unix::AsyncFd;
+
+use super::{CaptureError, CaptureStats, FrameQueue, Interface, LiveOptions, RawFrame};
+use crate::capture::clock::MonotonicClock;
+use crate::correlate::calls::AddressMirror;
+use crate::decode::LinkType;
+use crate::telemetry::LogLimit;
+use crate::telemetry::metrics;
+
+/// The compiled programs, embedded at build time (see agent/build.rs).
+#[cfg(not(hepcap_no_ebpf))]
+static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/hepcap-ebpf.o"));
+
+/// The embedded object, or why this build has none.
+pub fn object() -> Result<&'static [u8], CaptureError> {
+    #[cfg(not(hepcap_no_ebpf))]
+    {
+        Ok(OBJECT)
+    }
+    #[cfg(hepcap_no_ebpf)]
+    {
+        Err(CaptureError::NotBuilt(env!("HEPCAP_EBPF_MISSING")))
+    }
+}
+
+/// How the XDP program is attached.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum XdpAttach {
+    /// Native (driver) mode, else generic with a warning naming the interface.
+    Auto,
+    /// Driver mode only.
+    Native,
+    /// Generic (skb) mode: works on every interface, slower.
+    Generic,
+}
+
+/// Loaded programs and the kernel objects that keep them attached. Dropping it detaches
+/// everything.
+pub struct EbpfCapture {
+    mode: &'static str,
+    _bpf: Ebpf,
+    /// AF_PACKET sockets carrying the socket filter.
+    _sockets: Vec<OwnedFd>,
+    buffers: Vec<PerfEventArrayBuffer<MapData>>,
+    counters: Arc<Mutex<PerCpuArray<MapData, u64>>>,
+    rtcp: Option<HashMap<MapData, RtcpKey, u8>>,
+    /// Per interface: how XDP was attached (`native`/`generic`), for the log and `check`.
+    pub xdp_modes: Vec<(String, &'static str)>,
+}
+
+impl std::fmt::Debug for EbpfCapture {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EbpfCapture")
+            .field("mode", &self.mode)
+            .field("buffers", &self.buffers.len())
+            .field("xdp_modes", &self.xdp_modes)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The verifier's verdict without its whole log: the last lines say why.
+pub fn verifier_error(e: aya::programs::ProgramError) -> CaptureError {
+    let text = e.to_string();
+    let lines: Vec<&str> = text.lines().collect();
+    let tail = if lines.len() > 6 {
+        format!(
+            "{} [...] {}",
+            lines[0],
+            lines[lines.len() - 5..].join(" | ")
+        )
+    } else {
+        lines.join(" | ")
+    };
+    CaptureError::Verifier(tail)
+}
+
+/// Loads the object and sets its maps; programs are not attached yet.
+pub fn load(opts: &LiveOptions) -> Result<Ebpf, CaptureError> {
+    let object = object()?;
+    let mut bpf = EbpfLoader::new()
+        .load(object)
+        .map_err(|e| CaptureError::Load(e.to_string()))?;
+    let lo_ifindex = super::ifindex("lo").unwrap_or(0);
+    let mut config: Array<_, Config> = Array::try_from(map(&mut bpf, common::MAP_CONFIG)?)
+        .map_err(|e| CaptureError::Map(common::MAP_CONFIG, e.to_string()))?;
+    let flags = if opts.rtcp_heuristic {
+        common::FLAG_RTCP_HEURISTIC
+    } else {
+        0
+    };
+    config
+        .set(
+            0,
+            Config {
+                snaplen: opts.snaplen,
+                lo_ifindex,
+                flags,
+                _pad: 0,
+            },
+            0,
+        )
+        .map_err(|e| CaptureError::Map(common::MAP_CONFIG, e.to_string()))?;
+    let mut ports: Array<_, u8> = Array::try_from(map(&mut bpf, common::MAP_SIP_PORTS)?)
+        .map_err(|e| CaptureError::Map(common::MAP_SIP_PORTS, e.to_string()))?;
+    for &(a, b) in opts.sip_ports.ranges() {
+        for port in a..=b {
+            ports
+                .set(u32::from(port), 1, 0)
+                .map_err(|e| CaptureError::Map(common::MAP_SIP_PORTS, e.to_string()))?;
+        }
+    }
+    Ok(bpf)
+}
+
+fn map<'a>(bpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut aya::maps::Map, CaptureError> {
+    bpf.map_mut(name)
+        .ok_or(CaptureError::Map(name, "not in the object".into()))
+}
+
+/// Loads the programs and attaches them: the socket filter to one AF_PACKET socket per
+/// interface (one for all when none is named), or XDP to each named interface.
+pub fn open(
+    opts: &LiveOptions,
+    interfaces: &[Interface],
+    xdp: Option<XdpAttach>,
+) -> Result<EbpfCapture, CaptureError> {
+    let mut bpf = load(opts)?;
+    let mut sockets = Vec::new();
+    let mut xdp_modes = Vec::new();
+    let mode = match xdp {
+        None => {
+            let prog: &mut SocketFilter = bpf
+                .program_mut(common::PROG_SOCKET)
+                .ok_or(CaptureError::Load(format!(
+                    "no program {}",
+                    common::PROG_SOCKET
+                )))?
+                .try_into()
+                .map_err(|e: aya::programs::ProgramError| CaptureError::Load(e.to_string()))?;
+            prog.load().map_err(verifier_error)?;
+            let targets: Vec<u32> = if interfaces.is_empty() {
+                vec![0]
+            } else {
+                interfaces.iter().map(|i| i.index).collect()
+            };
+            for index in targets {
+                let socket = packet_socket().map_err(CaptureError::Socket)?;
+                prog.attach(socket.as_fd())
+                    .map_err(|e| CaptureError::Attach("socket filter".into(), e.to_string()))?;
+                bind_all_protocols(&socket, index).map_err(CaptureError::Socket)?;
+                sockets.push(socket);
+            }
+            "ebpf"
+        }
+        Some(attach) => {
+            if interfaces.is_empty() {
+                return Err(CaptureError::XdpNeedsInterface);
+            }
+            let prog: &mut Xdp = bpf
+                .program_mut(common::PROG_XDP)
+                .ok_or(CaptureError::Load(format!(
+                    "no program {}",
+                    common::PROG_XDP
+                )))?
+                .try_into()
+                .map_err(|e: aya::programs::ProgramError| CaptureError::Load(e.to_string()))?;
+            prog.load().map_err(verifier_error)?;
+            for iface in interfaces {
+                let how = attach_xdp(prog, iface, attach)?;
+                xdp_modes.push((iface.name.clone(), how));
+            }
+            "xdp"
+        }
+    };
+
+    let mut events = PerfEventArray::try_from(bpf.take_map(common::MAP_EVENTS).ok_or(
+        CaptureError::Map(common::MAP_EVENTS, "not in the object".into()),
+    )?)
+    .map_err(|e| CaptureError::Map(common::MAP_EVENTS, e.to_string()))?;
+    let cpus =
+        aya::util::online_cpus().map_err(|(what, e)| CaptureError::Load(format!("{what}: {e}")))?;
+    let mut buffers = Vec::new();
+    for cpu in cpus {
+        buffers.push(
+            events
+                .open(cpu, Some(opts.perf_pages))
+                .map_err(|e| CaptureError::Perf(e.to_string()))?,
+        );
+    }
+    let counters = PerCpuArray::try_from(bpf.take_map(common::MAP_COUNTERS).ok_or(
+        CaptureError::Map(common::MAP_COUNTERS, "not in the object".into()),
+    )?)
+    .map_err(|e| CaptureError::Map(common::MAP_COUNTERS, e.to_string()))?;
+    let rtcp = HashMap::try_from(bpf.take_map(common::MAP_RTCP).ok_or(CaptureError::Map(
+        common::MAP_RTCP,
+        "not in the object".into(),
+    ))?)
+    .map_err(|e| CaptureError::Map(common::MAP_RTCP, e.to_string()))?;
+    Ok(EbpfCapture {
+        mode,
+        _bpf: bpf,
+        _sockets: sockets,
+        buffers,
+        counters: Arc::new(Mutex::new(counters)),
+        rtcp: Some(rtcp),
+        xdp_modes,
+    })
+}
+
+fn attach_xdp(
+    prog: &mut Xdp,
+    iface: &Interface,
+    how: XdpAttach,
+) -> Result<&'static str, CaptureError> {
+    let fail = |e: aya::programs::ProgramError| {
+        CaptureError::Attach(format!("xdp on {}", iface.name), e.to_string())
+    };
+    match how {
+        XdpAttach::Generic => prog
+            .attach_to_if_index(iface.index, XdpMode::Skb)
+            .map(|_| "generic")
+            .map_err(fail),
+        XdpAttach::Native => prog
+            .attach_to_if_index(iface.index, XdpMode::Driver)
+            .map(|_| "native")
+            .map_err(fail),
+        XdpAttach::Auto => match prog.attach_to_if_index(iface.index, XdpMode::Driver) {
+            Ok(_) => Ok("native"),
+            Err(e) => {
+                tracing::warn!(
+                    interface = %iface.name,
+                    error = %e,
+                    "native XDP refused; using generic XDP on this interface (slower)"
+                );
+                prog.attach_to_if_index(iface.index, XdpMode::Skb)
+                    .map(|_| "generic")
+                    .map_err(fail)
+            }
+        },
+    }
+}
+
+/// An AF_PACKET socket that receives nothing yet: protocol 0 until the filter is attached,
+/// so no packet queues on it unfiltered.
+fn packet_socket() -> std::io::Result<OwnedFd> {
+    // SAFETY: plain socket(2) call; the descriptor is owned below.
+    let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a fresh descriptor nobody else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Binds the socket to every protocol on `ifindex` (0: every interface).
+fn bind_all_protocols(socket: &OwnedFd, ifindex: u32) -> std::io::Result<()> {
+    // SAFETY: zeroed sockaddr_ll is a valid value; the fields are set below.
+    let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+    addr.sll_family = libc::AF_PACKET as u16;
+    addr.sll_protocol = (libc::ETH_P_ALL as u16).to_be();
+    addr.sll_ifindex = ifindex as i32;
+    // SAFETY: `addr` is a sockaddr_ll of the size passed.
+    let rc = unsafe {
+        libc::bind(
+            socket.as_raw_fd(),
+            std::ptr::from_ref(&addr).cast(),
+            std::mem::size_of::<libc::sockaddr_ll>() as u32,
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+impl EbpfCapture {
+    pub fn mode(&self) -> &'static str {
+        self.mode
+    }
+
+    /// The RTCP map, as a mirror of the correlator's address table.
+    pub fn take_rtcp_mirror(&mut self) -> Option<Box<dyn AddressMirror>> {
+        self.rtcp.take().map(|map| {
+            Box::new(KernelRtcpMap {
+                map,
+                errors: LogLimit::new(std::time::Duration::from_secs(10)),
+            }) as Box<dyn AddressMirror>
+        })
+    }
+
+    /// The kernel's counters summed over CPUs, in `common::counter` order.
+    pub fn counters(&self) -> Arc<Mutex<PerCpuArray<MapData, u64>>> {
+        Arc::clone(&self.counters)
+    }
+
+    /// Takes the perf buffers for the reader tasks.
+    pub fn take_buffers(&mut self) -> Vec<PerfEventArrayBuffer<MapData>> {
+        std::mem::take(&mut self.buffers)
+    }
+}
+
+/// Reads the per-CPU counters and sums them.
+pub fn read_counters(
+    counters: &Mutex<PerCpuArray<MapData, u64>>,
+) -> [u64; common::counter::COUNT as usize] {
+    let mut out = [0u64; common::counter::COUNT as usize];
+    if let Ok(c) = counters.lock() {
+        for (i, slot) in out.iter_mut().enumerate() {
+            if let Ok(values) = c.get(&(i as u32), 0) {
+                *slot = values.iter().sum();
+            }
+        }
+    }
+    out
+}
+
+/// The kernel's RTCP map kept in step with the correlator's address table.
+struct KernelRtcpMap {
+    map: HashMap<MapData, RtcpKey, u8>,
+    errors: LogLimit,
+}
+
+impl std::fmt::Debug for KernelRtcpMap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("KernelRtcpMap")
+    }
+}
+
+/// The map key of an address: IPv4 as IPv4-mapped IPv6, the port in host order.
+pub fn rtcp_key(addr: std::net::SocketAddr) -> RtcpKey {
+    let ip = match addr.ip() {
+        std::net::IpAddr::V4(v4) => v4.to_ipv6_mapped(),
+        std::net::IpAddr::V6(v6) => v6,
+    };
+    RtcpKey {
+        addr: ip.octets(),
+        port: addr.port(),
+        _pad: [0; 2],
+    }
+}
+
+impl AddressMirror for KernelRtcpMap {
+    fn inserted(&mut self, addr: std::net::SocketAddr) {
+        if let Err(e) = self.map.insert(rtcp_key(addr), 1, 0) {
+            metrics::capture_error("rtcp_map_insert");
+            if let Some(suppressed) = self.errors.allow(std::time::Instant::now()) {
+                tracing::warn!(error = %e, suppressed, "cannot add an RTCP endpoint to the kernel map");
+            }
+        }
+    }
+
+    fn removed(&mut self, addr: std::net::SocketAddr) {
+        // The LRU map may have dropped it already: not an error.
+        let _ = self.map.remove(&rtcp_key(addr));
+    }
+}
+
+/// Drains one CPU's perf buffer into the frame queue until `stop` fires.
+pub async fn drain(
+    buffer: PerfEventArrayBuffer<MapData>,
+    queue: FrameQueue,
+    stats: Arc<CaptureStats>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    // SAFETY: the buffer owns its perf event descriptor for as long as it lives, and the
+    // AsyncFd owns the buffer: the descriptor stays open and the same until both drop.
+    let mut fd = unsafe { AsyncFd::register_with_interest(buffer, tokio::io::Interest::READABLE) }
+        .map_err(|e| e.into_parts().1)?;
+    let mut clock = MonotonicClock::default();
+    let mut lost_log = LogLimit::new(std::time::Duration::from_secs(10));
+    loop {
+        let mut guard = tokio::select! {
+            g = fd.readable_mut() => g?,
+            _ = stop.changed() => break,
+        };
+        clock.maybe_resync();
+        loop {
+            let mut lost = 0u64;
+            guard.get_inner_mut().for_each(|event| match event {
+                aya::maps::perf::PerfEvent::Sample { head, tail } => {
+                    sample(head, tail, &clock, &queue, &stats);
+                }
+                aya::maps::perf::PerfEvent::Lost { count } => lost += count,
+            });
+            if lost > 0 {
+                stats.add_lost_perf(lost);
+                if let Some(suppressed) = lost_log.allow(std::time::Instant::now()) {
+                    tracing::warn!(
+                        lost,
+                        suppressed,
+                        total = stats.lost_perf(),
+                        "perf ring full: the kernel dropped captured packets (raise --perf-pages)"
+                    );
+                }
+            }
+            guard.clear_ready();
+            // A sample written between the drain and clear_ready raised no new edge.
+            if !guard.get_inner().readable() {
+                break;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// One perf sample: header, then the packet's first `cap_len` bytes (maybe split in two
+/// slices where the ring wraps).
+fn sample(
+    head: &[u8],
+    tail: &[u8],
+    clock: &MonotonicClock,
+    queue: &FrameQueue,
+    stats: &CaptureStats,
+) {
+    const HDR: usize = std::mem::size_of::<EventHeader>();
+    let mut hdr_bytes = [0u8; HDR];
+    let total = head.len() + tail.len();
+    if total < HDR {
+        stats.malformed_sample();
+        return;
+    }
+    for (i, b) in head.iter().chain(tail.iter()).take(HDR).enumerate() {
+        hdr_bytes[i] = *b;
+    }
+    // SAFETY: EventHeader is plain old data of exactly HDR bytes (asserted in common).
+    let header: EventHeader = unsafe { std::ptr::read_unaligned(hdr_bytes.as_ptr().cast()) };
+    let cap = header.cap_len as usize;
+    if HDR + cap > total {
+        stats.malformed_sample();
+        return;
+    }
+    let mut data = Vec::with_capacity(cap);
+    data.extend(head.iter().chain(tail.iter()).skip(HDR).take(cap));
+    queue.offer(
+        RawFrame {
+            ts: clock.to_wall(header.ts_ns),
+            link: LinkType::Ethernet,
+            ifindex: header.ifindex,
+            data,
+        },
+        stats,
+    );
+}
