@@ -50,6 +50,10 @@ pub fn open(opts: &LiveOptions, interfaces: &[Interface]) -> Result<Vec<PcapSour
             .timeout(100)
             .buffer_size(8 << 20)
             .open()
+            .map_err(fail)?
+            // libpcap's read timeout does not end a blocking read on Linux in immediate mode:
+            // the reader polls with its own timeout so that a stop request is seen.
+            .setnonblock()
             .map_err(fail)?;
         // `any` gives Linux cooked headers; v2 also names the interface.
         if name == "any" {
@@ -97,6 +101,8 @@ pub fn spawn(
 }
 
 fn read(mut source: PcapSource, queue: &FrameQueue, stats: &CaptureStats, stop: &AtomicBool) {
+    use std::os::fd::AsRawFd;
+    let fd = source.cap.as_raw_fd();
     let mut last_stats = std::time::Instant::now();
     while !stop.load(Ordering::Relaxed) {
         match source.cap.next_packet() {
@@ -115,7 +121,7 @@ fn read(mut source: PcapSource, queue: &FrameQueue, stats: &CaptureStats, stop: 
                     stats,
                 );
             }
-            Err(pcap::Error::TimeoutExpired) => {}
+            Err(pcap::Error::TimeoutExpired) => wait_readable(fd),
             Err(e) => {
                 tracing::error!(interface = %source.name, error = %e, "pcap capture stopped");
                 break;
@@ -127,6 +133,17 @@ fn read(mut source: PcapSource, queue: &FrameQueue, stats: &CaptureStats, stop: 
         }
     }
     publish(&mut source, stats);
+}
+
+/// Waits up to 100 ms for the capture descriptor to become readable.
+fn wait_readable(fd: std::os::fd::RawFd) {
+    let mut pfd = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd, count 1.
+    unsafe { libc::poll(&mut pfd, 1, 100) };
 }
 
 /// libpcap's own drop counters: the socket's queue (`ps_drop`) and the interface's.
