@@ -20,7 +20,7 @@
 
 mod relay_support;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -432,7 +432,7 @@ fn run_mode(mode: &str, tag: &str) {
     check_counters(mode, &summary);
 }
 
-fn check_records(mode: &str, jsonl: &PathBuf, sent: &[Sent], summary: &str) {
+fn check_records(mode: &str, jsonl: &Path, sent: &[Sent], summary: &str) {
     let records = read_jsonl(jsonl);
     let sip: Vec<&Value> = records.iter().filter(|r| r["proto_type"] == 1).collect();
     let rtcp: Vec<&Value> = records.iter().filter(|r| r["proto_type"] == 5).collect();
