@@ -7,125 +7,17 @@
 //! hepcap's JSON lines with the same addresses, ports, timestamp (to the µs), capture id,
 //! version, SIP Call-ID and method or status, payload and sender — and nothing else.
 //!
-//! Kamailio's SIP port (5060) and SIPp's (5070, 5080) are fixed, so these tests take a lock
-//! file under `target/` and run one at a time, also against other test binaries that use it.
+//! Kamailio's SIP port (5060) and SIPp's (5070, 5080) are fixed, so these tests take the lock of
+//! `relay_support::sip_ports_lock` and run one at a time, also against other test binaries.
 //! Needs root (tcpdump), kamailio, sipp, tcpdump and tshark.
 
 mod relay_support;
 
-use std::fs::File;
-use std::net::{TcpListener, UdpSocket};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
-
-use hepcap_e2e::{require_tool, scratch_dir};
+use hepcap_e2e::require_tool;
 use relay_support::*;
 
 /// Calls per test; one proxied call is 14 HEP messages (harness README §1).
 const CALLS: usize = 10;
-
-/// Holds the lock on the fixed SIP ports for as long as it lives, once the ports are free.
-///
-/// Tests elsewhere that start the harness's Kamailio (5060) or SIPp (5070, 5080) should take
-/// the same lock file; one that does not is waited for (bounded) until it frees the ports.
-fn sip_ports_lock() -> File {
-    let path = scratch_dir("locks").join("kamailio-sip-5060.lock");
-    let file = File::create(&path).expect("create lock file");
-    file.lock().expect("lock the SIP ports");
-    let deadline = Instant::now() + Duration::from_secs(300);
-    loop {
-        let busy: Vec<u16> = [5060u16, 5070, 5080]
-            .into_iter()
-            .filter(|&p| {
-                UdpSocket::bind(("127.0.0.1", p)).is_err()
-                    || TcpListener::bind(("127.0.0.1", p)).is_err()
-            })
-            .collect();
-        if busy.is_empty() {
-            return file;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "127.0.0.1 ports {busy:?} (Kamailio/SIPp) stayed busy for 5 minutes: another \
-             Kamailio or SIPp is running"
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    }
-}
-
-/// Kamailio started with the harness's run.sh; stopped by PID on drop.
-struct Kamailio {
-    run_dir: PathBuf,
-}
-
-impl Kamailio {
-    fn start(run_dir: &Path, cfg: Option<&str>, args: &[String]) -> Kamailio {
-        let mut cmd = Command::new("sh");
-        cmd.arg(harness().join("kamailio/run.sh"))
-            .arg("start")
-            .arg(run_dir);
-        for a in args {
-            cmd.args(["-A", a]);
-        }
-        if let Some(cfg) = cfg {
-            cmd.env("CFG", cfg);
-        }
-        let out = cmd
-            .stdin(Stdio::null())
-            .stderr(Stdio::piped())
-            .output()
-            .expect("run kamailio/run.sh");
-        let k = Kamailio {
-            run_dir: run_dir.to_path_buf(),
-        };
-        assert!(
-            out.status.success(),
-            "kamailio did not start: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        k
-    }
-
-    fn stop(&self) {
-        let _ = Command::new("sh")
-            .arg(harness().join("kamailio/run.sh"))
-            .arg("stop")
-            .arg(&self.run_dir)
-            .stdin(Stdio::null())
-            .status();
-    }
-}
-
-impl Drop for Kamailio {
-    fn drop(&mut self) {
-        // run.sh stop sends SIGTERM and waits 3 s; anything left is killed by PID.
-        let pid = std::fs::read_to_string(self.run_dir.join("kamailio.pid")).ok();
-        self.stop();
-        if let Some(pid) = pid.as_deref().map(str::trim).filter(|p| !p.is_empty()) {
-            signal(pid.parse().unwrap_or(0), "KILL");
-        }
-    }
-}
-
-/// SIPp UAS+UAC through Kamailio: CALLS calls, all must succeed.
-fn place_calls(dir: &Path) {
-    let out = Command::new("timeout")
-        .arg("90")
-        .arg("bash")
-        .arg(harness().join("gen_calls.sh"))
-        .args(["-n", &CALLS.to_string(), "-r", "10", "-d", "200", "-w"])
-        .arg(dir.join("calls"))
-        .stdin(Stdio::null())
-        .output()
-        .expect("run gen_calls.sh");
-    assert!(
-        out.status.success(),
-        "gen_calls.sh failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 /// Runs calls with Kamailio tracing to a hepcap listener of `scheme` and compares.
 fn kamailio_to_hepcap(
@@ -167,7 +59,7 @@ fn kamailio_to_hepcap(
     let mut kamailio_cfg = vec![format!("HEP_DST=\"sip:127.0.0.1:{port}{transport}\"")];
     kamailio_cfg.extend(kamailio_args.iter().map(|a| a.to_string()));
     let kamailio = Kamailio::start(&dir.join("kamailio"), None, &kamailio_cfg);
-    place_calls(&dir);
+    place_calls(&dir, CALLS);
     // No more HEP once Kamailio is gone.
     kamailio.stop();
     drop(kamailio);

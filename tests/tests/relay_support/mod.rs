@@ -1,6 +1,7 @@
-//! Helpers shared by the `hep_relay_*` tests: a `hepcap run` under a guard, daemons killed by
-//! PID when the guard drops, hand-built HEP packets, a live tcpdump, tshark with the harness's
-//! `hep.lua`, JSON lines.
+//! Helpers shared by the `hep_relay_*` and `live_*` tests: a `hepcap run` under a guard, daemons
+//! killed by PID when the guard drops, hand-built HEP packets, a live tcpdump, tshark with the
+//! harness's `hep.lua`, JSON lines, the exit summary, and the harness's Kamailio and SIPp on
+//! their fixed ports (under one lock).
 //!
 //! Every process started here is bounded: a guard kills it by PID on drop (also when the test
 //! panics), and every wait has a deadline.
@@ -163,6 +164,10 @@ impl Hepcap {
     pub fn start<S: AsRef<str>>(args: &[S]) -> Hepcap {
         let args: Vec<&str> = args.iter().map(AsRef::as_ref).collect();
         let listeners = args.iter().filter(|a| **a == "--hep-listen").count();
+        // With live capture, also wait until it is attached: what is sent before is not seen.
+        let live = args
+            .windows(2)
+            .any(|w| w[0] == "--capture" && w[1] != "none");
         let guard = Guard::spawn(
             "hepcap run",
             bounded(900, hepcap_bin())
@@ -201,7 +206,9 @@ impl Hepcap {
         loop {
             let text = hepcap.stderr();
             let (udp, stream) = bound_addresses(&text);
-            if udp.len() + stream.len() >= listeners {
+            if udp.len() + stream.len() >= listeners
+                && (!live || text.contains("live capture started"))
+            {
                 hepcap.udp = udp;
                 hepcap.stream = stream;
                 return hepcap;
@@ -211,7 +218,7 @@ impl Hepcap {
             }
             assert!(
                 Instant::now() < deadline,
-                "hepcap run did not bind its listeners:\n{text}"
+                "hepcap run did not bind its listeners or start its capture:\n{text}"
             );
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -338,6 +345,81 @@ pub fn sink_records(summary: &str, prefix: &str) -> u64 {
             counts.split(' ').next()?.parse().ok()
         })
         .unwrap_or_else(|| panic!("no `sink {prefix}` line in the summary:\n{summary}"))
+}
+
+/// The live capture block of `hepcap run`'s exit summary.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct CaptureSummary {
+    /// `ebpf`, `xdp` or `pcap`.
+    pub mode: String,
+    /// Packets copied to user space.
+    pub copied: u64,
+    pub sip_messages: u64,
+    pub without_call_id: u64,
+    /// The eBPF program's counters (`kernel:` line; empty in pcap mode).
+    pub kernel: std::collections::BTreeMap<String, u64>,
+    /// `lost REASON: N` lines.
+    pub lost: std::collections::BTreeMap<String, u64>,
+    /// `skipped REASON: N` lines.
+    pub skipped: std::collections::BTreeMap<String, u64>,
+    /// `dropped duplicate: N` (0 when the line is absent).
+    pub duplicates: u64,
+}
+
+/// Parses the `capture MODE: ...` block of a `hepcap run` summary.
+pub fn capture_summary(summary: &str) -> CaptureSummary {
+    let mut lines = summary.lines().skip_while(|l| !l.starts_with("  capture "));
+    let head = lines
+        .next()
+        .unwrap_or_else(|| panic!("no `capture` line in the summary:\n{summary}"));
+    // "  capture ebpf: 280 packets copied to user space, 140 SIP messages (0 without Call-ID)"
+    let (mode, rest) = head
+        .trim()
+        .strip_prefix("capture ")
+        .and_then(|r| r.split_once(": "))
+        .unwrap_or_else(|| panic!("capture line `{head}`"));
+    let words: Vec<&str> = rest.split_whitespace().collect();
+    let num = |i: usize| -> u64 {
+        words
+            .get(i)
+            .map(|w| w.trim_start_matches('('))
+            .and_then(|w| w.parse().ok())
+            .unwrap_or_else(|| panic!("number {i} of `{head}`"))
+    };
+    let mut s = CaptureSummary {
+        mode: mode.to_string(),
+        copied: num(0),
+        sip_messages: num(6),
+        without_call_id: num(9),
+        ..CaptureSummary::default()
+    };
+    let pair = |text: &str| -> (String, u64) {
+        let (name, n) = text
+            .rsplit_once(' ')
+            .unwrap_or_else(|| panic!("counter `{text}`"));
+        (
+            name.trim_end_matches(':').to_string(),
+            n.parse()
+                .unwrap_or_else(|_| panic!("count in `{text}` of the summary")),
+        )
+    };
+    for line in lines.take_while(|l| l.starts_with("    ")) {
+        let line = line.trim();
+        if let Some(k) = line.strip_prefix("kernel: ") {
+            s.kernel = k.split(", ").map(pair).collect();
+        } else if let Some(l) = line.strip_prefix("lost ") {
+            let (k, v) = pair(l);
+            s.lost.insert(k, v);
+        } else if let Some(l) = line.strip_prefix("skipped ") {
+            let (k, v) = pair(l);
+            s.skipped.insert(k, v);
+        }
+    }
+    s.duplicates = summary
+        .lines()
+        .find_map(|l| l.strip_prefix("  dropped duplicate: "))
+        .map_or(0, |n| n.trim().parse().expect("duplicate count"));
+    s
 }
 
 /// JSON lines of a file (every line must parse).
@@ -883,4 +965,125 @@ pub fn zlib_inflate(data: &[u8]) -> Vec<u8> {
         "import sys, zlib; sys.stdout.buffer.write(zlib.decompress(sys.stdin.buffer.read(), 47))",
         data,
     )
+}
+
+// ---------------------------------------------------------------------------------------------
+// The harness's Kamailio proxy with siptrace, and SIPp calls through it.
+
+/// Fails the test unless it runs as root (effective uid 0, read from `/proc/self/status`).
+pub fn require_root(why: &str) {
+    let status = std::fs::read_to_string("/proc/self/status").expect("read /proc/self/status");
+    let euid = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|ids| ids.split_whitespace().nth(1))
+        .expect("Uid line in /proc/self/status");
+    assert_eq!(euid, "0", "prerequisite missing: root ({why})");
+}
+
+/// Holds the lock on the fixed SIP ports for as long as it lives, once the ports are free.
+///
+/// Kamailio's SIP port (5060) and SIPp's (5070, 5080) are fixed, so every test that starts the
+/// harness's Kamailio or SIPp takes this lock file under `target/`, also across test binaries.
+/// One that does not is waited for (bounded) until it frees the ports.
+pub fn sip_ports_lock() -> File {
+    let path = scratch_dir("locks").join("kamailio-sip-5060.lock");
+    let file = File::create(&path).expect("create lock file");
+    file.lock().expect("lock the SIP ports");
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let busy: Vec<u16> = [5060u16, 5070, 5080]
+            .into_iter()
+            .filter(|&p| {
+                UdpSocket::bind(("127.0.0.1", p)).is_err()
+                    || TcpListener::bind(("127.0.0.1", p)).is_err()
+            })
+            .collect();
+        if busy.is_empty() {
+            return file;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "127.0.0.1 ports {busy:?} (Kamailio/SIPp) stayed busy for 5 minutes: another \
+             Kamailio or SIPp is running"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// Kamailio started with the harness's `kamailio/run.sh`; stopped by PID on drop.
+#[derive(Debug)]
+pub struct Kamailio {
+    run_dir: PathBuf,
+}
+
+impl Kamailio {
+    /// `run.sh start RUN_DIR -A ARG...` (with `CFG=cfg` when given); fails unless it runs.
+    pub fn start(run_dir: &Path, cfg: Option<&str>, args: &[String]) -> Kamailio {
+        let mut cmd = Command::new("sh");
+        cmd.arg(harness().join("kamailio/run.sh"))
+            .arg("start")
+            .arg(run_dir);
+        for a in args {
+            cmd.args(["-A", a]);
+        }
+        if let Some(cfg) = cfg {
+            cmd.env("CFG", cfg);
+        }
+        let out = cmd
+            .stdin(Stdio::null())
+            .stderr(Stdio::piped())
+            .output()
+            .expect("run kamailio/run.sh");
+        let k = Kamailio {
+            run_dir: run_dir.to_path_buf(),
+        };
+        assert!(
+            out.status.success(),
+            "kamailio did not start: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        k
+    }
+
+    /// `run.sh stop`: SIGTERM to the PID in the run directory, waits up to 3 s.
+    pub fn stop(&self) {
+        let _ = Command::new("sh")
+            .arg(harness().join("kamailio/run.sh"))
+            .arg("stop")
+            .arg(&self.run_dir)
+            .stdin(Stdio::null())
+            .status();
+    }
+}
+
+impl Drop for Kamailio {
+    fn drop(&mut self) {
+        // run.sh stop sends SIGTERM and waits 3 s; anything left is killed by PID.
+        let pid = std::fs::read_to_string(self.run_dir.join("kamailio.pid")).ok();
+        self.stop();
+        if let Some(pid) = pid.as_deref().map(str::trim).filter(|p| !p.is_empty()) {
+            signal(pid.parse().unwrap_or(0), "KILL");
+        }
+    }
+}
+
+/// The harness's `gen_calls.sh`: a SIPp UAS (5080) and UAC (5070) place `calls` calls through
+/// Kamailio (10 per second, 200 ms hold, UDP); every call must succeed. Logs in `dir/calls`.
+pub fn place_calls(dir: &Path, calls: usize) {
+    let out = Command::new("timeout")
+        .arg("90")
+        .arg("bash")
+        .arg(harness().join("gen_calls.sh"))
+        .args(["-n", &calls.to_string(), "-r", "10", "-d", "200", "-w"])
+        .arg(dir.join("calls"))
+        .stdin(Stdio::null())
+        .output()
+        .expect("run gen_calls.sh");
+    assert!(
+        out.status.success(),
+        "gen_calls.sh failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
