@@ -3,6 +3,7 @@
 //! This file only dispatches; each command lives in its own module. To add one, add a variant
 //! to [`Command`], a module, and a line in `main`.
 
+mod bench_capture;
 mod bench_pipeline;
 mod bench_reassembly;
 mod bench_relay;
@@ -47,6 +48,10 @@ enum Command {
     /// Records/s through ring + dispatcher into a null sink (1, 2, 4 producers), and the
     /// spool's write/replay MB/s beside a plain sequential write measured in the same run.
     BenchPipeline(bench_pipeline::Args),
+    /// Live capture under load (root): SIP, RTCP and 10x RTP over a veth between two network
+    /// namespaces at increasing rates, captured by hepcap (ebpf, xdp, pcap) and by tcpdump;
+    /// print delivered vs sent, CPU per captured packet and peak RSS.
+    BenchCapture(bench_capture::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -60,5 +65,6 @@ fn main() -> anyhow::Result<()> {
         Command::BenchReplay(args) => bench_replay::run(args),
         Command::BenchRelay(args) => bench_relay::run(args),
         Command::BenchPipeline(args) => bench_pipeline::run(args),
+        Command::BenchCapture(args) => bench_capture::run(args),
     }
 }
