@@ -287,7 +287,7 @@ pub struct CaptureArgs {
     pub user: Option<String>,
 
     /// Perf ring pages per CPU (eBPF and XDP modes), a power of two.
-    #[arg(long, value_name = "PAGES", default_value_t = 256)]
+    #[arg(long, value_name = "PAGES", default_value_t = 256, value_parser = parse_pages)]
     pub perf_pages: usize,
 
     /// Captured packets queued for the decoder; more are dropped and counted (`queue_full`).
@@ -494,6 +494,14 @@ impl CorrelateArgs {
             ..Default::default()
         })
     }
+}
+
+fn parse_pages(s: &str) -> Result<usize, String> {
+    let n: usize = s.parse().map_err(|e| format!("{e}"))?;
+    if n == 0 || !n.is_power_of_two() || n > 65_536 {
+        return Err(format!("{n} is not a power of two between 1 and 65536"));
+    }
+    Ok(n)
 }
 
 fn parse_speed(s: &str) -> Result<f64, String> {

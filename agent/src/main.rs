@@ -318,7 +318,7 @@ fn run_agent(args: RunArgs, quiet: bool) -> anyhow::Result<ExitCode> {
                     tracing::warn!(error = %e, "no live capture possible; running HEP listeners only");
                     None
                 }
-                Err(e) => return Err(e).context(format!("--capture {}", mode.as_str())),
+                Err(e) => return Err(e).context(format!("cannot start {} capture", mode.as_str())),
             }
         }
     };
