@@ -6,9 +6,10 @@
 //! capture handles on the calling thread; after the caller has dropped its capabilities,
 //! [`Opened::start`] starts the readers and the decode thread.
 //!
-//! Readers (one tokio task per CPU's perf buffer, or one thread per pcap handle) copy frames
-//! into a [`FrameQueue`], bounded in frames and bytes; a full queue drops the newest frame and
-//! counts it (`queue_full`): readers never wait, so the kernel ring keeps draining. One decode
+//! Readers (one tokio task draining every CPU's perf buffer every 1 to 10 ms, or one thread per
+//! pcap handle) hand batches of frames to a [`FrameQueue`], bounded in frames and bytes; a full
+//! queue drops the newest frames and counts them (`queue_full`): readers never wait, so the
+//! kernel ring keeps draining. One decode
 //! thread owns the [`Processor`] (reassembly, dedup, correlation) and pushes records into the
 //! pipeline's ring.
 
@@ -145,45 +146,92 @@ pub struct RawFrame {
     pub data: Vec<u8>,
 }
 
-/// The bounded hand-off from readers to the decode thread.
+/// Frames one reader drained in one go: handed over together so the decode thread wakes once
+/// per batch, not once per packet.
+pub type Batch = Vec<RawFrame>;
+
+/// What is waiting in a [`FrameQueue`].
+#[derive(Debug, Default)]
+pub struct Backlog {
+    frames: AtomicUsize,
+    bytes: AtomicUsize,
+}
+
+impl Backlog {
+    /// The decode thread took `batch` off the queue.
+    fn taken(&self, batch: &Batch) {
+        let bytes: usize = batch.iter().map(|f| f.data.len()).sum();
+        self.frames.fetch_sub(batch.len(), Ordering::Relaxed);
+        self.bytes.fetch_sub(bytes, Ordering::Relaxed);
+    }
+}
+
+/// The bounded hand-off from readers to the decode thread: at most `max_frames` frames and
+/// `max_bytes` bytes wait; beyond that the newest frames are dropped and counted.
 #[derive(Clone, Debug)]
 pub struct FrameQueue {
-    tx: SyncSender<RawFrame>,
-    bytes: Arc<AtomicUsize>,
+    tx: SyncSender<Batch>,
+    backlog: Arc<Backlog>,
+    max_frames: usize,
     max_bytes: usize,
 }
 
 impl FrameQueue {
-    pub fn new(frames: usize, max_bytes: usize) -> (Self, Receiver<RawFrame>, Arc<AtomicUsize>) {
-        let (tx, rx) = std::sync::mpsc::sync_channel(frames.max(1));
-        let bytes = Arc::new(AtomicUsize::new(0));
+    pub fn new(max_frames: usize, max_bytes: usize) -> (Self, Receiver<Batch>, Arc<Backlog>) {
+        // The frame and byte bounds are what limit memory; the channel only needs room for
+        // as many batches as there could be frames.
+        let (tx, rx) = std::sync::mpsc::sync_channel(max_frames.clamp(1, 4096));
+        let backlog = Arc::new(Backlog::default());
         (
             FrameQueue {
                 tx,
-                bytes: Arc::clone(&bytes),
+                backlog: Arc::clone(&backlog),
+                max_frames: max_frames.max(1),
                 max_bytes,
             },
             rx,
-            bytes,
+            backlog,
         )
     }
 
-    /// Queues a frame, or drops and counts it when the queue is full. Never waits.
-    pub fn offer(&self, frame: RawFrame, stats: &CaptureStats) {
-        let len = frame.data.len();
-        stats.copied.fetch_add(1, Ordering::Relaxed);
-        stats.count_interface(frame.ifindex);
-        if self.bytes.load(Ordering::Relaxed) + len > self.max_bytes {
-            stats.queue_full.fetch_add(1, Ordering::Relaxed);
+    /// Queues a batch, dropping (and counting) the frames that do not fit. Never waits.
+    pub fn offer(&self, mut batch: Batch, stats: &CaptureStats) {
+        if batch.is_empty() {
             return;
         }
-        self.bytes.fetch_add(len, Ordering::Relaxed);
-        match self.tx.try_send(frame) {
-            Ok(()) => {}
-            Err(TrySendError::Full(f) | TrySendError::Disconnected(f)) => {
-                self.bytes.fetch_sub(f.data.len(), Ordering::Relaxed);
-                stats.queue_full.fetch_add(1, Ordering::Relaxed);
+        stats
+            .copied
+            .fetch_add(batch.len() as u64, Ordering::Relaxed);
+        stats.count_interfaces(&batch);
+        let frames = self.backlog.frames.load(Ordering::Relaxed);
+        let mut bytes = self.backlog.bytes.load(Ordering::Relaxed);
+        let room = self.max_frames.saturating_sub(frames);
+        let mut keep = 0;
+        for f in batch.iter().take(room) {
+            if bytes + f.data.len() > self.max_bytes {
+                break;
             }
+            bytes += f.data.len();
+            keep += 1;
+        }
+        let dropped = batch.len() - keep;
+        batch.truncate(keep);
+        if dropped > 0 {
+            stats
+                .queue_full
+                .fetch_add(dropped as u64, Ordering::Relaxed);
+        }
+        if batch.is_empty() {
+            return;
+        }
+        let len = batch.len();
+        let size: usize = batch.iter().map(|f| f.data.len()).sum();
+        self.backlog.frames.fetch_add(len, Ordering::Relaxed);
+        self.backlog.bytes.fetch_add(size, Ordering::Relaxed);
+        if let Err(TrySendError::Full(b) | TrySendError::Disconnected(b)) = self.tx.try_send(batch)
+        {
+            self.backlog.taken(&b);
+            stats.queue_full.fetch_add(len as u64, Ordering::Relaxed);
         }
     }
 }
@@ -218,9 +266,11 @@ impl CaptureStats {
         self.malformed.fetch_add(1, Ordering::Relaxed);
     }
 
-    fn count_interface(&self, ifindex: u32) {
+    fn count_interfaces(&self, batch: &Batch) {
         if let Ok(mut m) = self.per_interface.lock() {
-            *m.entry(ifindex).or_default() += 1;
+            for f in batch {
+                *m.entry(f.ifindex).or_default() += 1;
+            }
         }
     }
 
@@ -402,7 +452,7 @@ impl Opened {
         let stats = Arc::new(CaptureStats::default());
         let stop = Arc::new(AtomicBool::new(false));
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let (queue, rx, queued_bytes) = FrameQueue::new(opts.queue_frames, QUEUE_MAX_BYTES);
+        let (queue, rx, backlog) = FrameQueue::new(opts.queue_frames, QUEUE_MAX_BYTES);
         let mut processor = Processor::new(
             Source::Capture(mode),
             opts.decoder.clone(),
@@ -419,15 +469,13 @@ impl Opened {
                     processor.correlator_mut().calls_mut().set_mirror(mirror);
                 }
                 kernel = Some(e.counters());
-                for buffer in e.take_buffers() {
-                    let _guard = runtime.enter();
-                    tasks.push(runtime.spawn(ebpf::drain(
-                        buffer,
-                        queue.clone(),
-                        Arc::clone(&stats),
-                        stop_rx.clone(),
-                    )));
-                }
+                tasks.push(runtime.spawn(ebpf::drain(
+                    e.take_buffers(),
+                    opts.perf_pages * 4096,
+                    queue.clone(),
+                    Arc::clone(&stats),
+                    stop_rx,
+                )));
                 keep = Some(e);
             }
             OpenedKind::Pcap(sources) => {
@@ -438,7 +486,7 @@ impl Opened {
         register_probe(mode, Arc::clone(&stats), kernel.clone());
         let decoder = std::thread::Builder::new()
             .name("hepcap-decode".into())
-            .spawn(move || decode_loop(processor, &rx, &queued_bytes, &ring))?;
+            .spawn(move || decode_loop(processor, &rx, &backlog, &ring))?;
         tracing::info!(
             mode,
             interfaces = ?opts.interfaces,
@@ -503,16 +551,18 @@ impl LiveCapture {
 /// RTCP and the metrics.
 fn decode_loop(
     mut processor: Processor,
-    rx: &Receiver<RawFrame>,
-    queued_bytes: &AtomicUsize,
+    rx: &Receiver<Batch>,
+    backlog: &Backlog,
     ring: &Ring,
 ) -> DecodeResult {
     let mut last_tick = Instant::now();
     loop {
         match rx.recv_timeout(Duration::from_millis(200)) {
-            Ok(frame) => {
-                queued_bytes.fetch_sub(frame.data.len(), Ordering::Relaxed);
-                processor.frame(frame.link, frame.ts, &frame.data, ring);
+            Ok(batch) => {
+                backlog.taken(&batch);
+                for frame in &batch {
+                    processor.frame(frame.link, frame.ts, &frame.data, ring);
+                }
             }
             Err(RecvTimeoutError::Timeout) => {}
             // Every reader stopped and the queue is empty.

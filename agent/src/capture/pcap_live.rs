@@ -46,13 +46,15 @@ pub fn open(opts: &LiveOptions, interfaces: &[Interface]) -> Result<Vec<PcapSour
         let mut cap = pcap::Capture::from_device(name.as_str())
             .map_err(fail)?
             .snaplen(opts.snaplen as i32)
-            .immediate_mode(true)
-            .timeout(100)
+            // Not immediate mode: libpcap then uses the kernel's block ring (TPACKET_V3), one
+            // wake-up per block instead of one per packet; a block is handed over at the latest
+            // after this many milliseconds. Packets keep their kernel timestamps either way.
+            .timeout(10)
             .buffer_size(8 << 20)
             .open()
             .map_err(fail)?
-            // libpcap's read timeout does not end a blocking read on Linux in immediate mode:
-            // the reader polls with its own timeout so that a stop request is seen.
+            // Non-blocking, polled with a timeout of our own, so a stop request is seen even
+            // while no packet arrives.
             .setnonblock()
             .map_err(fail)?;
         // `any` gives Linux cooked headers; v2 also names the interface.
@@ -100,28 +102,26 @@ pub fn spawn(
     Ok(threads)
 }
 
+/// Frames handed to the queue at most per batch.
+const BATCH: usize = 256;
+
 fn read(mut source: PcapSource, queue: &FrameQueue, stats: &CaptureStats, stop: &AtomicBool) {
     use std::os::fd::AsRawFd;
     let fd = source.cap.as_raw_fd();
     let mut last_stats = std::time::Instant::now();
+    let mut batch = Vec::with_capacity(BATCH);
     while !stop.load(Ordering::Relaxed) {
         match source.cap.next_packet() {
             Ok(packet) => {
-                let ts = Timestamp::from_parts(
-                    packet.header.ts.tv_sec.max(0) as u64,
-                    packet.header.ts.tv_usec.max(0) as u32,
-                );
-                queue.offer(
-                    RawFrame {
-                        ts,
-                        link: source.link,
-                        ifindex: source.ifindex,
-                        data: packet.data.to_vec(),
-                    },
-                    stats,
-                );
+                batch.push(frame(source.link, source.ifindex, &packet));
+                if batch.len() >= BATCH {
+                    queue.offer(std::mem::take(&mut batch), stats);
+                }
             }
-            Err(pcap::Error::TimeoutExpired) => wait_readable(fd),
+            Err(pcap::Error::TimeoutExpired) => {
+                queue.offer(std::mem::take(&mut batch), stats);
+                wait_readable(fd);
+            }
             Err(e) => {
                 tracing::error!(interface = %source.name, error = %e, "pcap capture stopped");
                 break;
@@ -132,7 +132,27 @@ fn read(mut source: PcapSource, queue: &FrameQueue, stats: &CaptureStats, stop: 
             publish(&mut source, stats);
         }
     }
+    // What the kernel already holds at the stop request is still taken.
+    while batch.len() < BATCH * 64 {
+        let Ok(packet) = source.cap.next_packet() else {
+            break;
+        };
+        batch.push(frame(source.link, source.ifindex, &packet));
+    }
+    queue.offer(batch, stats);
     publish(&mut source, stats);
+}
+
+fn frame(link: LinkType, ifindex: u32, packet: &pcap::Packet<'_>) -> RawFrame {
+    RawFrame {
+        ts: Timestamp::from_parts(
+            packet.header.ts.tv_sec.max(0) as u64,
+            packet.header.ts.tv_usec.max(0) as u32,
+        ),
+        link,
+        ifindex,
+        data: packet.data.to_vec(),
+    }
 }
 
 /// Waits up to 100 ms for the capture descriptor to become readable.
