@@ -14,6 +14,8 @@ pub trait Packet {
 
 pub enum Verdict {
     Skip,
+    /// A HEPv3 datagram on a SIP port: counted, not copied.
+    Hep,
     Unparsed,
     Copy(u8),
 }
@@ -194,6 +196,12 @@ fn transport<P: Packet>(
                 return Verdict::Skip;
             }
             if sip_port(sport) || sip_port(dport) {
+                // A SIP server's HEP mirror leaves from its SIP socket: not SIP.
+                if let Some(magic) = p.load::<[u8; 4]>(payload) {
+                    if &magic == b"HEP3" || &magic == b"EEP3" {
+                        return Verdict::Hep;
+                    }
+                }
                 return Verdict::Copy(MATCH_SIP_PORT);
             }
             let src = RtcpKey {

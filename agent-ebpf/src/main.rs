@@ -78,6 +78,10 @@ fn emit<C: EbpfContext>(ctx: &C, header: &EventHeader) {
 fn record(verdict: Verdict) -> Option<u8> {
     match verdict {
         Verdict::Skip => None,
+        Verdict::Hep => {
+            count(counter::HEP);
+            None
+        }
         Verdict::Unparsed => {
             count(counter::UNPARSED);
             None

@@ -93,7 +93,10 @@ pub mod counter {
     pub const LO_OUTGOING: u32 = 5;
     /// Headers that could not be read: truncated or unknown layouts.
     pub const UNPARSED: u32 = 6;
-    pub const COUNT: u32 = 7;
+    /// HEPv3 datagrams on a SIP port, not copied: a SIP server's own HEP mirror (Kamailio's
+    /// siptrace sends from its SIP socket) is not SIP, and hepcap receives it as HEP anyway.
+    pub const HEP: u32 = 7;
+    pub const COUNT: u32 = 8;
     /// Label of each counter, in index order.
     pub const NAMES: [&str; COUNT as usize] = [
         "seen",
@@ -103,6 +106,7 @@ pub mod counter {
         "output_failed",
         "lo_outgoing",
         "unparsed",
+        "hep",
     ];
 }
 

@@ -36,7 +36,11 @@ pub fn generate(sip_ports: &PortSet, vlan: bool) -> String {
         .collect::<Vec<_>>()
         .join(" or ");
     let clauses = [
-        format!("((tcp or udp) and ({ports}))"),
+        // A SIP server's HEP mirror leaves from its SIP socket; it is not SIP.
+        format!(
+            "((tcp or udp) and ({ports}) and not (ip and udp and \
+             (udp[8:4] = 0x48455033 or udp[8:4] = 0x45455033)))"
+        ),
         // IPv4: more-fragments or a non-zero offset; IPv6: a fragment header right after the
         // fixed header (the usual place).
         "(ip proto 17 and ip[6:2] & 0x3fff != 0)".to_string(),
@@ -60,7 +64,10 @@ mod tests {
     fn names_every_port_range_and_the_sip_words() {
         let ports: PortSet = "5060-5090,6060".parse().unwrap();
         let f = generate(&ports, true);
-        assert!(f.contains("(portrange 5060-5090 or port 6060)"), "{f}");
+        assert!(
+            f.contains("(portrange 5060-5090 or port 6060) and not"),
+            "{f}"
+        );
         // "INVI" = 0x49 0x4e 0x56 0x49.
         assert!(f.contains("udp[8:4] = 0x494e5649"), "{f}");
         // "SIP/" = 0x53 0x49 0x50 0x2f.
@@ -89,5 +96,7 @@ mod tests {
         assert!(program.filter(&udp(40001, 7001, &[0x81, 200, 0, 6, 1, 2, 3, 4])));
         assert!(!program.filter(&udp(40000, 7000, &[0x80, 0, 0, 1, 0, 0, 0, 160, 1, 2])));
         assert!(!program.filter(&udp(53, 40000, b"\x12\x34 dns answer")));
+        // Kamailio's siptrace sends HEP from its SIP socket.
+        assert!(!program.filter(&udp(5060, 9060, b"HEP3\x00\x20rest of it")));
     }
 }

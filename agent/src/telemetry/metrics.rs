@@ -39,7 +39,7 @@ pub const CAPTURE_SEEN: &str = "hepcap_capture_seen_packets_total";
 pub const CAPTURE_MATCHED: &str = "hepcap_capture_matched_packets_total";
 /// Packets the eBPF program passed over on purpose, by `mode` and `reason` (`lo_outgoing`:
 /// the outgoing sighting on `lo`, whose incoming twin is copied; `unparsed`: headers it could
-/// not read).
+/// not read; `hep`: HEPv3 on a SIP port, a SIP server's own mirror).
 pub const CAPTURE_SKIPPED: &str = "hepcap_capture_skipped_packets_total";
 /// Frames that reached user space, by `mode` and `interface`.
 pub const CAPTURE_COPIED: &str = "hepcap_capture_copied_packets_total";
@@ -361,6 +361,7 @@ pub fn capture_probe(
         for (reason, i) in [
             ("lo_outgoing", counter::LO_OUTGOING),
             ("unparsed", counter::UNPARSED),
+            ("hep", counter::HEP),
         ] {
             metrics::counter!(CAPTURE_SKIPPED, "mode" => mode, "reason" => reason)
                 .absolute(k[i as usize]);
