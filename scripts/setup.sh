@@ -19,7 +19,8 @@ need() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "ok installed" 
 for p in libpcap-dev pkg-config tshark tcpdump python3; do need "$p"; done
 # Real peers of the end-to-end tests (../shared/harness/install.sh lists the same packages;
 # it also asks for Debian's npm, which conflicts with a Node.js that already brings npm).
-for p in kamailio kamailio-extra-modules sip-tester sipsak sngrep nats-server prometheus curl; do
+for p in kamailio kamailio-extra-modules sip-tester sipsak baresip baresip-core sngrep nats-server \
+  prometheus curl iproute2; do
   need "$p"
 done
 command -v node >/dev/null || need nodejs

@@ -4,7 +4,7 @@
 
 use hepcap_common::{
     Config, FLAG_RTCP_HEURISTIC, MATCH_FRAGMENT, MATCH_RTCP_HEURISTIC, MATCH_RTCP_MAP,
-    MATCH_SIP_CONTENT, MATCH_SIP_PORT, RtcpKey,
+    MATCH_RTCP_RECENT, MATCH_SIP_CONTENT, MATCH_SIP_PORT, RtcpKey,
 };
 
 pub trait Packet {
@@ -46,6 +46,7 @@ pub fn classify<P: Packet>(
     cfg: &Config,
     sip_port: fn(u16) -> bool,
     rtcp: fn(&RtcpKey) -> bool,
+    recent_sip: fn(&Config) -> bool,
 ) -> Verdict {
     let Some(mut ether_type) = be16(p, 12) else {
         return Verdict::Unparsed;
@@ -67,7 +68,7 @@ pub fn classify<P: Packet>(
         _ => return Verdict::Skip,
     };
     match ip {
-        Ok(ip) => transport(p, cfg, &ip, sip_port, rtcp),
+        Ok(ip) => transport(p, cfg, &ip, sip_port, rtcp, recent_sip),
         Err(v) => v,
     }
 }
@@ -173,6 +174,7 @@ fn transport<P: Packet>(
     ip: &Ip,
     sip_port: fn(u16) -> bool,
     rtcp: fn(&RtcpKey) -> bool,
+    recent_sip: fn(&Config) -> bool,
 ) -> Verdict {
     let (Some(sport), Some(dport)) = (be16(p, ip.l4), be16(p, ip.l4 + 2)) else {
         return Verdict::Unparsed;
@@ -224,11 +226,13 @@ fn transport<P: Packet>(
             if sip_start(&head) {
                 return Verdict::Copy(MATCH_SIP_CONTENT);
             }
-            if cfg.flags & FLAG_RTCP_HEURISTIC != 0
-                && head[0] >> 6 == 2
-                && (200..=207).contains(&head[1])
-            {
-                return Verdict::Copy(MATCH_RTCP_HEURISTIC);
+            if head[0] >> 6 == 2 && (200..=207).contains(&head[1]) {
+                if cfg.flags & FLAG_RTCP_HEURISTIC != 0 {
+                    return Verdict::Copy(MATCH_RTCP_HEURISTIC);
+                }
+                if recent_sip(cfg) {
+                    return Verdict::Copy(MATCH_RTCP_RECENT);
+                }
             }
             Verdict::Skip
         }

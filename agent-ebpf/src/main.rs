@@ -33,6 +33,10 @@ static RTCP: LruHashMap<RtcpKey, u8> =
 #[map(name = "CONFIG")]
 static CONFIG: Array<Config> = Array::with_max_entries(1, 0);
 
+/// When the last SIP packet was copied (`bpf_ktime_get_ns`), for `Config::rtcp_recent_ms`.
+#[map(name = "LAST_SIP")]
+static LAST_SIP: Array<u64> = Array::with_max_entries(1, 0);
+
 #[map(name = "COUNTERS")]
 static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::COUNT, 0);
 
@@ -50,7 +54,7 @@ fn config() -> Config {
         snaplen: 65_535,
         lo_ifindex: 0,
         flags: 0,
-        _pad: 0,
+        rtcp_recent_ms: 0,
     })
 }
 
@@ -87,6 +91,13 @@ fn record(verdict: Verdict) -> Option<u8> {
             None
         }
         Verdict::Copy(m) => {
+            if m == hepcap_common::MATCH_SIP_PORT || m == hepcap_common::MATCH_SIP_CONTENT {
+                if let Some(slot) = LAST_SIP.get_ptr_mut(0) {
+                    // SAFETY: a plain u64 slot; a racing writer on another CPU stores a time
+                    // just as recent.
+                    unsafe { *slot = aya_ebpf::helpers::generated::bpf_ktime_get_ns() };
+                }
+            }
             count(match m {
                 hepcap_common::MATCH_SIP_PORT | hepcap_common::MATCH_SIP_CONTENT => counter::SIP,
                 hepcap_common::MATCH_FRAGMENT => counter::FRAGMENTS,
@@ -134,6 +145,18 @@ fn sip_port(port: u16) -> bool {
     SIP_PORTS.get(u32::from(port)).is_some_and(|v| *v != 0)
 }
 
+fn recent_sip(cfg: &Config) -> bool {
+    if cfg.rtcp_recent_ms == 0 {
+        return false;
+    }
+    let Some(last) = LAST_SIP.get(0).copied() else {
+        return false;
+    };
+    // SAFETY: helper without arguments.
+    let now = unsafe { aya_ebpf::helpers::generated::bpf_ktime_get_ns() };
+    last != 0 && now.saturating_sub(last) < u64::from(cfg.rtcp_recent_ms) * 1_000_000
+}
+
 fn rtcp_endpoint(key: &RtcpKey) -> bool {
     // SAFETY: the value is only tested for presence, never read through the pointer.
     unsafe { RTCP.get(key).is_some() }
@@ -149,7 +172,7 @@ pub fn hepcap_socket(ctx: SkBuffContext) -> i64 {
         count(counter::LO_OUTGOING);
         return 0;
     }
-    let verdict = classify::classify(&ctx, &cfg, sip_port, rtcp_endpoint);
+    let verdict = classify::classify(&ctx, &cfg, sip_port, rtcp_endpoint, recent_sip);
     if let Some(matched) = record(verdict) {
         let len = ctx.len();
         let header = EventHeader {
@@ -173,7 +196,7 @@ pub fn hepcap_socket(ctx: SkBuffContext) -> i64 {
 pub fn hepcap_xdp(ctx: XdpContext) -> u32 {
     count(counter::SEEN);
     let cfg = config();
-    let verdict = classify::classify(&ctx, &cfg, sip_port, rtcp_endpoint);
+    let verdict = classify::classify(&ctx, &cfg, sip_port, rtcp_endpoint, recent_sip);
     if let Some(matched) = record(verdict) {
         let len = Packet::len(&ctx);
         let header = EventHeader {

@@ -278,6 +278,12 @@ pub struct CaptureArgs {
     #[arg(long)]
     pub rtcp_heuristic: bool,
 
+    /// eBPF and XDP modes: for this long after the last SIP packet, UDP that looks like RTCP
+    /// is copied even before its endpoint is learnt (the first RTCP of a call can follow its
+    /// SDP within a millisecond). The correlator keeps what a call explains. 0: off.
+    #[arg(long, value_name = "MS", default_value_t = 500)]
+    pub rtcp_after_sip_ms: u32,
+
     /// Classic BPF filter expression for --capture pcap, replacing the generated one.
     #[arg(long, value_name = "EXPR")]
     pub bpf: Option<String>,
@@ -326,6 +332,7 @@ impl CaptureArgs {
             interfaces: self.interfaces.clone(),
             snaplen: self.snaplen,
             rtcp_heuristic: self.rtcp_heuristic,
+            rtcp_after_sip_ms: self.rtcp_after_sip_ms,
             bpf: self.bpf.clone(),
             perf_pages: self.perf_pages,
             queue_frames: self.capture_queue,

@@ -16,6 +16,7 @@ pub const MAP_SIP_PORTS: &str = "SIP_PORTS";
 pub const MAP_RTCP: &str = "RTCP";
 pub const MAP_CONFIG: &str = "CONFIG";
 pub const MAP_COUNTERS: &str = "COUNTERS";
+pub const MAP_LAST_SIP: &str = "LAST_SIP";
 
 /// Entries of the RTCP map (LRU: at the limit the kernel forgets the least recently used).
 pub const RTCP_MAP_ENTRIES: u32 = 65_536;
@@ -45,6 +46,8 @@ pub const MATCH_SIP_CONTENT: u8 = 2;
 pub const MATCH_RTCP_MAP: u8 = 3;
 pub const MATCH_RTCP_HEURISTIC: u8 = 4;
 pub const MATCH_FRAGMENT: u8 = 5;
+/// RTCP-looking UDP shortly after SIP (see `Config::rtcp_recent_ms`).
+pub const MATCH_RTCP_RECENT: u8 = 6;
 
 pub const ORIGIN_SOCKET: u8 = 0;
 pub const ORIGIN_XDP: u8 = 1;
@@ -73,7 +76,11 @@ pub struct Config {
     pub lo_ifindex: u32,
     /// `FLAG_*` bits.
     pub flags: u32,
-    pub _pad: u32,
+    /// For this long after the last SIP packet copied, UDP that looks like RTCP is copied
+    /// too (0: never). The first RTCP of a call can follow its SDP within a millisecond,
+    /// before user space has decoded the SDP and filled the RTCP map; the correlator holds
+    /// such reports until the SDP explains them.
+    pub rtcp_recent_ms: u32,
 }
 
 /// UDP with RTP version 2 and payload type 200–207 is RTCP even when not in the map.

@@ -1,18 +1,20 @@
 //! Real RTCP from real softphones, correlated to its calls: the harness's baresip calls alice
-//! to bob through Kamailio while tcpdump captures the loopback, then `hepcap replay` of that
-//! capture must send every RTCP packet that tshark ties to a call (through its own SDP
-//! tracking) as a HEP type 5 record with that call's Call-ID, and the JSON values must equal
-//! tshark's decode of the same packet.
+//! to bob through Kamailio while tcpdump captures the loopback and `hepcap run --capture ebpf
+//! -i lo` captures it live. Both the live agent and `hepcap replay` of tcpdump's capture must
+//! send every RTCP packet that tshark ties to a call (through its own SDP tracking) as a HEP
+//! type 5 record with that call's Call-ID, and the JSON values must equal tshark's decode of
+//! the same packet. Live, the RTCP only leaves the kernel because the agent put the ports the
+//! SDP announced into the eBPF program's RTCP map.
 //!
-//! This stands in for the live check (live eBPF capture does not exist yet). Needs root
-//! (tcpdump on `lo`, Kamailio on 127.0.0.1:5060), baresip, kamailio, tcpdump and tshark; a
-//! missing one fails the test. Everything it starts is stopped by its PID.
+//! Needs root (tcpdump and eBPF on `lo`, Kamailio on 127.0.0.1:5060), baresip, kamailio,
+//! tcpdump and tshark; a missing one fails the test. Everything it starts is stopped by its
+//! PID.
 
 use std::collections::HashMap;
 use std::process::Command;
 
 use hepcap_e2e::{hepcap, require_tool, scratch_dir, shared_dir};
-use relay_support::{Tcpdump, rfc3339_micros};
+use relay_support::{Hepcap, Tcpdump, rfc3339_micros};
 use serde_json::Value;
 
 mod relay_support;
@@ -91,6 +93,19 @@ fn baresip_rtcp_is_correlated_to_its_calls() {
     );
     let _kamailio = Kamailio(rundir);
 
+    // The live agent, capturing lo with the eBPF socket filter. Kamailio's siptrace mirror is
+    // not SIP and stays in the kernel; the calls' SIP and RTCP come out.
+    let live_out = dir.join("live.jsonl");
+    let _ = std::fs::remove_file(&live_out);
+    let live = Hepcap::start(&[
+        "--capture",
+        "ebpf",
+        "-i",
+        "lo",
+        "--jsonl",
+        live_out.to_str().expect("utf-8 path"),
+    ]);
+
     // Only the calls' own SIP (proxy 5060, alice 5062, bob 5064), RTP and RTCP (10000-10019):
     // not Kamailio's HEP mirror, nor whatever else runs on the loopback.
     let tcpdump = Tcpdump::start(
@@ -109,6 +124,7 @@ fn baresip_rtcp_is_correlated_to_its_calls() {
     );
     // Stops tcpdump once its file settles; it writes out what it holds.
     tcpdump.finish(1);
+    let live_summary = live.stop_ok();
 
     // tshark's view: RTCP frames and the Call-ID of the frame that set each one up.
     let mut args = vec!["--enable-heuristic", "rtcp_udp", "-r"];
@@ -144,7 +160,7 @@ fn baresip_rtcp_is_correlated_to_its_calls() {
         .collect();
     assert!(!call_ids.is_empty(), "no SIP in the capture");
 
-    // hepcap's view.
+    // hepcap's view: replay of tcpdump's file, and the live agent.
     let out = hepcap()
         .args(["replay", "-q", "--jsonl", "-"])
         .arg(&capture)
@@ -155,8 +171,23 @@ fn baresip_rtcp_is_correlated_to_its_calls() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let mut records: HashMap<(u64, String), Value> = HashMap::new();
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
+    let replayed = rtcp_records(&String::from_utf8_lossy(&out.stdout));
+    // Same packets, same kernel clock: tcpdump's stamp and the eBPF program's differ by the
+    // few microseconds between the two taps.
+    compare("replay", &replayed, 0, &rtcp_text, &call_ids);
+    eprintln!("live agent's summary:\n{live_summary}");
+    let lived = rtcp_records(&std::fs::read_to_string(&live_out).expect("live JSON lines"));
+    compare("live ebpf", &lived, 2_000, &rtcp_text, &call_ids);
+    assert!(
+        live_summary.contains("capture ebpf:"),
+        "live summary: {live_summary}"
+    );
+}
+
+/// Type 5 records keyed by "src port dst port", each with its time in µs.
+fn rtcp_records(jsonl: &str) -> HashMap<String, Vec<(u64, Value)>> {
+    let mut records: HashMap<String, Vec<(u64, Value)>> = HashMap::new();
+    for line in jsonl.lines() {
         let v: Value = serde_json::from_str(line).expect("json line");
         if v["proto_type"] != 5 {
             continue;
@@ -169,9 +200,21 @@ fn baresip_rtcp_is_correlated_to_its_calls() {
             v["dst_port"]
         );
         let ts = rfc3339_micros(v["timestamp"].as_str().expect("timestamp"));
-        records.insert((ts, key), v);
+        records.entry(key).or_default().push((ts, v));
     }
+    records
+}
 
+/// Every RTCP frame tshark ties to a call must have one record within `tolerance_us` of the
+/// frame's time, on the same addresses, with tshark's values; and no other record exists.
+fn compare(
+    label: &str,
+    records: &HashMap<String, Vec<(u64, Value)>>,
+    tolerance_us: u64,
+    rtcp_text: &str,
+    call_ids: &HashMap<u64, String>,
+) {
+    let total: usize = records.values().map(Vec::len).sum();
     let mut in_call = 0;
     let mut problems = Vec::new();
     for line in rtcp_text.lines() {
@@ -185,11 +228,13 @@ fn baresip_rtcp_is_correlated_to_its_calls() {
         };
         in_call += 1;
         let frame = c[0];
-        let key = (
-            epoch_us(c[1]),
-            format!("{} {} {} {}", c[2], c[3], c[4], c[5]),
-        );
-        let Some(v) = records.get(&key) else {
+        let at = epoch_us(c[1]);
+        let key = format!("{} {} {} {}", c[2], c[3], c[4], c[5]);
+        let Some((_, v)) = records.get(&key).and_then(|rs| {
+            rs.iter()
+                .filter(|(ts, _)| ts.abs_diff(at) <= tolerance_us)
+                .min_by_key(|(ts, _)| ts.abs_diff(at))
+        }) else {
             problems.push(format!("frame {frame}: no record (call {call_id})"));
             continue;
         };
@@ -244,15 +289,13 @@ fn baresip_rtcp_is_correlated_to_its_calls() {
         }
     }
     eprintln!(
-        "baresip capture: {} RTCP frames in calls (tshark), {} type 5 records (hepcap)",
-        in_call,
-        records.len()
+        "baresip {label}: {in_call} RTCP frames in calls (tshark), {total} type 5 records (hepcap)"
     );
     assert!(
         in_call >= 4,
         "too little RTCP in the calls: {in_call}\n{rtcp_text}"
     );
-    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    assert!(problems.is_empty(), "{label}: {}", problems.join("\n"));
     // Nothing outside the calls is sent by default.
-    assert_eq!(records.len(), in_call, "records for RTCP of no call");
+    assert_eq!(total, in_call, "{label}: records for RTCP of no call");
 }

@@ -111,7 +111,7 @@ pub fn load(opts: &LiveOptions) -> Result<Ebpf, CaptureError> {
                 snaplen: opts.snaplen,
                 lo_ifindex,
                 flags,
-                _pad: 0,
+                rtcp_recent_ms: opts.rtcp_after_sip_ms,
             },
             0,
         )

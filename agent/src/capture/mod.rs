@@ -68,6 +68,8 @@ pub struct LiveOptions {
     pub interfaces: Vec<String>,
     pub snaplen: u32,
     pub rtcp_heuristic: bool,
+    /// See `hepcap_common::Config::rtcp_recent_ms`.
+    pub rtcp_after_sip_ms: u32,
     /// Replaces the generated libpcap filter.
     pub bpf: Option<String>,
     pub perf_pages: usize,
