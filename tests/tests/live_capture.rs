@@ -365,6 +365,11 @@ fn run_mode(mode: &str, tag: &str) {
     if mode == "xdp" {
         args.extend(["--xdp-mode".into(), "generic".into()]);
     }
+    // RTCP must reach user space through the RTCP map the SDP filled, not through the
+    // window that follows SIP.
+    if mode != "pcap" {
+        args.extend(["--rtcp-after-sip-ms".into(), "0".into()]);
+    }
     let log_file = std::fs::File::create(&log).unwrap();
     let mut agent = Guard::spawn(
         "hepcap run",

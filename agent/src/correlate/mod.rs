@@ -199,29 +199,31 @@ impl Correlator {
         }
 
         let mut added = 0u64;
+        // The addresses this SDP adds: only held RTCP from or to one of them can now match.
+        let mut learnt: Vec<SocketAddr> = Vec::new();
         let calls = &mut self.calls;
         sdp::sip_sdp_bodies(msg.payload, |body| {
             sdp::scan(body, |media| {
                 added += 1;
                 calls.insert(media.rtcp, call_id, now);
+                learnt.push(media.rtcp);
                 if media.rtcp_mux {
                     calls.insert(media.rtp, call_id, now);
+                    learnt.push(media.rtp);
                 }
                 // NAT: the SDP names an address the RTCP will not come from; the signalling
                 // source is the better guess for the same port.
                 if media.rtcp.ip() != msg.src.ip() {
-                    calls.insert(
-                        SocketAddr::new(msg.src.ip(), media.rtcp.port()),
-                        call_id,
-                        now,
-                    );
+                    let nat = SocketAddr::new(msg.src.ip(), media.rtcp.port());
+                    calls.insert(nat, call_id, now);
+                    learnt.push(nat);
                 }
             });
         });
         if added > 0 {
             self.stats.sdp_messages += 1;
             self.stats.sdp_media += added;
-            self.retry_held(now, out);
+            self.retry_held(&learnt, now, out);
         }
     }
 
@@ -307,11 +309,20 @@ impl Correlator {
         }
     }
 
-    // TODO(#5): every SDP retries every held packet (up to `hold_max` lookups); index the held
-    // packets by address if captures with much unexplained RTCP make this show in profiles.
-    fn retry_held(&mut self, now: Timestamp, out: &mut Vec<Record>) {
+    /// Correlates held RTCP that the addresses an SDP just added explain. Held packets from
+    /// or to other addresses are only compared, not looked up: a busy agent holds many
+    /// reports (live capture copies RTCP-looking datagrams shortly after any SIP) and sees
+    /// many SDPs.
+    fn retry_held(&mut self, learnt: &[SocketAddr], now: Timestamp, out: &mut Vec<Record>) {
+        if self.held.is_empty() || learnt.is_empty() {
+            return;
+        }
         let mut still = VecDeque::with_capacity(self.held.len());
         while let Some(h) = self.held.pop_front() {
+            if !learnt.iter().any(|a| *a == h.src || *a == h.dst) {
+                still.push_back(h);
+                continue;
+            }
             // Looked up at the SDP's time: the entry was just made, and a lookup at the
             // RTCP's (earlier) time would not see it as live any differently.
             match self.calls.lookup(h.src, h.dst, h.ssrc, now) {
