@@ -157,11 +157,26 @@ fn run(
             Ok(batch) => batch,
             Err(RecvTimeoutError::Disconnected) => break,
             Err(RecvTimeoutError::Timeout) => {
-                // Quiet input must not leave a spool waiting or a closed connection unnoticed;
-                // an open breaker means hands off until its probe.
-                if !breaker.as_ref().is_some_and(Breaker::is_open) {
-                    sink.idle();
-                    publish(&mut last, sink.stats(), metrics);
+                // Quiet input must not leave a spool waiting or a closed connection unnoticed.
+                // An open breaker means hands off until its cool-down ends; then this idle
+                // call is its probe, so a collector that is back is found without traffic.
+                if let Some(b) = breaker.as_mut()
+                    && b.is_open()
+                {
+                    let (admitted, change) = b.admit(Instant::now());
+                    if let Some(state) = change {
+                        breaker_changed(sink.as_ref(), metrics, state);
+                    }
+                    if !admitted {
+                        continue;
+                    }
+                }
+                let outcome = sink.idle();
+                publish(&mut last, sink.stats(), metrics);
+                if let (Some(b), Some(ok)) = (breaker.as_mut(), outcome)
+                    && let Some(state) = b.record(ok, Instant::now())
+                {
+                    breaker_changed(sink.as_ref(), metrics, state);
                 }
                 continue;
             }

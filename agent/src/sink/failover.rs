@@ -98,10 +98,12 @@ impl Sink for FailoverSink {
         }
     }
 
-    fn idle(&mut self) {
+    fn idle(&mut self) -> Option<bool> {
+        // Members keep their own housekeeping; the group's health is judged by batches.
         for m in &mut self.members {
             m.idle();
         }
+        None
     }
 
     fn flush(&mut self) {

@@ -41,8 +41,11 @@ pub trait Sink: Send {
     }
 
     /// Called when no batch came for a while: housekeeping such as noticing a closed
-    /// connection or sending a spool.
-    fn idle(&mut self) {}
+    /// connection or sending a spool. Returns whether a delivery it attempted succeeded
+    /// (`None`: it attempted none), so that a breaker can probe without live traffic.
+    fn idle(&mut self) -> Option<bool> {
+        None
+    }
 
     /// Pushes out anything buffered; called at the end of a run.
     fn flush(&mut self);

@@ -806,8 +806,9 @@ impl Sink for TcpHepSink {
     }
 
     /// Between batches: notices a collector that half-closed, forgets what its TCP
-    /// acknowledged, and sends the spool once the collector is back.
-    fn idle(&mut self) {
+    /// acknowledged, and sends the spool once the collector is back (when the backoff
+    /// allows an attempt); reports whether that attempt emptied the spool.
+    fn idle(&mut self) -> Option<bool> {
         if let Some(conn) = self.conn.as_ref()
             && conn.peer_closed()
         {
@@ -815,10 +816,10 @@ impl Sink for TcpHepSink {
         }
         self.release_acked();
         let waiting = self.spool.as_ref().is_some_and(|s| !s.is_drained());
-        if waiting && (self.conn.is_some() || self.backoff.due(Instant::now())) {
-            self.drain_spool();
-        }
+        let outcome = (waiting && (self.conn.is_some() || self.backoff.due(Instant::now())))
+            .then(|| self.drain_spool());
         self.publish_spool();
+        outcome
     }
 
     /// End of a run: lets the peer acknowledge what is in flight; with a spool, what it did
