@@ -4,11 +4,17 @@
 //! - The collector shuts down cleanly (half-closes, reads what is in flight, closes) and comes
 //!   back 20 s later on the same port: every record arrives exactly once and in order, and
 //!   `hepcap_spool_records` rose above zero during the outage and fell back to zero.
+//! - hepcap stopped (SIGTERM) in the middle of an outage and started again on the same spool:
+//!   every record arrives exactly once and in order.
+//! - hepcap killed with SIGKILL while spooling, the newest segment then given a torn tail: the
+//!   restarted hepcap delivers exactly the whole records an independent reader of the spool
+//!   files finds, in order, and nothing of the torn frame.
 
 mod relay_support;
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -258,4 +264,266 @@ fn a_collector_shut_down_cleanly_for_20_s_gets_every_record_once_and_in_order() 
         "spool peak {spool_peak} during a 20 s outage at {RATE}/s"
     );
     assert!(summary.contains("spooled: "), "{summary}");
+}
+
+/// `hepcap run` relaying UDP HEP to `tcp://127.0.0.1:collector_port` with a spool in `spool`.
+fn start_spooling(collector_port: u16, spool: &Path, metrics_port: u16) -> Hepcap {
+    Hepcap::start(&[
+        "--capture".to_string(),
+        "none".into(),
+        "--hep-listen".into(),
+        "udp://127.0.0.1:0".into(),
+        "--hep".into(),
+        format!("tcp://127.0.0.1:{collector_port}"),
+        "--spool-dir".into(),
+        spool.display().to_string(),
+        "--metrics".into(),
+        format!("127.0.0.1:{metrics_port}"),
+    ])
+}
+
+/// Polls `/metrics` until `series` equals `want` (bounded); fails with hepcap's log.
+fn wait_metric(hepcap: &Hepcap, port: u16, series: &str, want: f64, within: Duration) {
+    let deadline = Instant::now() + within;
+    loop {
+        let v = metric(port, series);
+        if v == Some(want) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{series} is {v:?}, not {want}, after {within:?}:\n{}",
+            hepcap.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// CRC-32 (IEEE 802.3, reflected), written here to check spool frames independently.
+fn crc32(data: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in data {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+/// The payloads of every whole, valid frame of the spool's segment files, oldest first
+/// (frame: len u32 LE, crc32 u32 LE of ts and payload, ts u64 LE, payload). Reading stops
+/// at the first frame of a segment that is torn or fails its checksum.
+fn spooled_payloads(dir: &Path) -> Vec<Vec<u8>> {
+    let mut segments: Vec<_> = std::fs::read_dir(dir)
+        .expect("spool dir")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "seg"))
+        .collect();
+    segments.sort();
+    let mut out = Vec::new();
+    for seg in segments {
+        let data = std::fs::read(&seg).expect("read segment");
+        let mut at = 0;
+        while let Some(h) = data.get(at..at + 16) {
+            let len = u32::from_le_bytes(h[..4].try_into().expect("4")) as usize;
+            let crc = u32::from_le_bytes(h[4..8].try_into().expect("4"));
+            let Some(payload) = data.get(at + 16..at + 16 + len) else {
+                break;
+            };
+            let mut checked = h[8..16].to_vec();
+            checked.extend_from_slice(payload);
+            if crc32(&checked) != crc {
+                break;
+            }
+            out.push(payload.to_vec());
+            at += 16 + len;
+        }
+    }
+    out
+}
+
+#[test]
+fn hepcap_restarted_mid_outage_delivers_every_record_once_in_order() {
+    const RATE: u32 = 500;
+    let dir = fresh_dir("outage-restart");
+    let spool = dir.join("spool");
+    let collector_port = free_port();
+    let listener = TcpListener::bind(("127.0.0.1", collector_port)).expect("bind collector");
+
+    // 0..1000 while the collector is up.
+    let metrics_port = free_port();
+    let hepcap = start_spooling(collector_port, &spool, metrics_port);
+    let first = Collector::start(accept(&listener, Duration::from_secs(10), &hepcap));
+    send_paced(hepcap.udp[0], 0..1000, RATE)
+        .join()
+        .expect("sender");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while sequence(&first.bytes()).len() < 1000 {
+        assert!(Instant::now() < deadline, "{}", hepcap.stderr());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The collector goes away; 1000..2000 are spooled; hepcap stops in the middle of it.
+    let before = first.shut_down();
+    drop(listener);
+    send_paced(hepcap.udp[0], 1000..2000, RATE)
+        .join()
+        .expect("sender");
+    wait_metric(
+        &hepcap,
+        metrics_port,
+        SPOOL_RECORDS,
+        1000.0,
+        Duration::from_secs(30),
+    );
+    let summary = hepcap.stop_ok();
+    assert!(!summary.contains("dropped"), "{summary}");
+
+    // A new hepcap on the same spool, still no collector: 2000..3000 join the spool.
+    let metrics_port = free_port();
+    let hepcap = start_spooling(collector_port, &spool, metrics_port);
+    send_paced(hepcap.udp[0], 2000..3000, RATE)
+        .join()
+        .expect("sender");
+    wait_metric(
+        &hepcap,
+        metrics_port,
+        SPOOL_RECORDS,
+        2000.0,
+        Duration::from_secs(30),
+    );
+    // The collector is back: the spool goes first, then live records.
+    let listener = TcpListener::bind(("127.0.0.1", collector_port)).expect("rebind collector");
+    let second = Collector::start(accept(&listener, Duration::from_secs(15), &hepcap));
+    send_paced(hepcap.udp[0], 3000..3500, RATE)
+        .join()
+        .expect("sender");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while sequence(&second.bytes()).len() < 2500 {
+        assert!(Instant::now() < deadline, "{}", hepcap.stderr());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    wait_metric(
+        &hepcap,
+        metrics_port,
+        SPOOL_RECORDS,
+        0.0,
+        Duration::from_secs(30),
+    );
+    let summary = hepcap.stop_ok();
+    let after = second.finish();
+
+    let mut all = sequence(&before);
+    all.extend(sequence(&after));
+    let want: Vec<usize> = (0..3500).collect();
+    assert!(
+        all == want,
+        "not every record exactly once in order: {} received, first difference at {:?}\n{summary}",
+        all.len(),
+        all.iter().zip(&want).position(|(a, b)| a != b)
+    );
+}
+
+#[test]
+fn after_kill_9_and_a_torn_tail_every_whole_spooled_record_is_delivered_and_nothing_torn() {
+    const RATE: u32 = 500;
+    let dir = fresh_dir("outage-kill9");
+    let spool = dir.join("spool");
+    // No collector at all while the first hepcap runs.
+    let collector_port = free_port();
+    let metrics_port = free_port();
+    let hepcap = start_spooling(collector_port, &spool, metrics_port);
+    send_paced(hepcap.udp[0], 0..1500, RATE)
+        .join()
+        .expect("sender");
+    wait_metric(
+        &hepcap,
+        metrics_port,
+        SPOOL_RECORDS,
+        1500.0,
+        Duration::from_secs(30),
+    );
+    // hepcap runs under `timeout`: SIGKILL goes to hepcap itself, the wrapper then exits.
+    let children = std::fs::read_to_string(format!(
+        "/proc/{pid}/task/{pid}/children",
+        pid = hepcap.pid()
+    ))
+    .expect("children of the timeout wrapper");
+    let pid: u32 = children.trim().parse().expect("one child: hepcap");
+    relay_support::signal(pid, "KILL");
+    let (status, _) = hepcap.stop();
+    assert!(!status.success(), "hepcap survived SIGKILL");
+
+    // What a reader of the format finds on disk, then a torn frame as a crash mid-write
+    // leaves it: a header announcing 400 bytes, 100 of them written.
+    let spool_files = destination_dir(&spool);
+    let whole = spooled_payloads(&spool_files);
+    assert_eq!(whole.len(), 1500, "every record was synced before the kill");
+    let newest = std::fs::read_dir(&spool_files)
+        .expect("spool dir")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "seg"))
+        .max()
+        .expect("a segment");
+    let mut torn = Vec::new();
+    torn.extend_from_slice(&400u32.to_le_bytes());
+    torn.extend_from_slice(&0u32.to_le_bytes());
+    torn.extend_from_slice(&0u64.to_le_bytes());
+    torn.extend_from_slice(&sip_hep3(&call_id(999_999), 1, 0, &[])[..100]);
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&newest)
+        .and_then(|mut f| f.write_all(&torn))
+        .expect("tear the newest segment");
+
+    let listener = TcpListener::bind(("127.0.0.1", collector_port)).expect("bind collector");
+    let metrics_port = free_port();
+    let hepcap = start_spooling(collector_port, &spool, metrics_port);
+    let collector = Collector::start(accept(&listener, Duration::from_secs(15), &hepcap));
+    send_paced(hepcap.udp[0], 1500..2000, RATE)
+        .join()
+        .expect("sender");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while sequence(&collector.bytes()).len() < 2000 {
+        assert!(Instant::now() < deadline, "{}", hepcap.stderr());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let summary = hepcap.stop_ok();
+    let got = sequence(&collector.finish());
+
+    let mut want: Vec<usize> = sequence(&whole.concat());
+    want.extend(1500..2000);
+    assert!(
+        got == want,
+        "{} records delivered, first difference at {:?}\n{summary}",
+        got.len(),
+        got.iter().zip(&want).position(|(a, b)| a != b)
+    );
+    // The torn frame: its 16-byte header and the 100 bytes written.
+    assert!(
+        summary
+            .lines()
+            .any(|l| l.contains("torn tail discarded") && l.contains("discarded_bytes=116")),
+        "the cut tail was not reported:\n{summary}"
+    );
+}
+
+/// The one destination directory hepcap made under `--spool-dir`.
+fn destination_dir(spool: &Path) -> std::path::PathBuf {
+    let dirs: Vec<_> = std::fs::read_dir(spool)
+        .expect("spool dir")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.is_dir())
+        .collect();
+    assert_eq!(
+        dirs.len(),
+        1,
+        "one destination spool under {}",
+        spool.display()
+    );
+    dirs[0].clone()
 }
