@@ -4,6 +4,9 @@
 //! - The collector shuts down cleanly (half-closes, reads what is in flight, closes) and comes
 //!   back 20 s later on the same port: every record arrives exactly once and in order, and
 //!   `hepcap_spool_records` rose above zero during the outage and fell back to zero.
+//! - The collector is killed (closes with unread data: a reset) and accepts again at once: the
+//!   new connection starts exactly at the first record its TCP had not acknowledged, and
+//!   `hepcap_sink_resent_records_total` counts what was sent again.
 //! - hepcap stopped (SIGTERM) in the middle of an outage and started again on the same spool:
 //!   every record arrives exactly once and in order.
 //! - hepcap killed with SIGKILL while spooling, the newest segment then given a torn tail: the
@@ -526,4 +529,89 @@ fn destination_dir(spool: &Path) -> std::path::PathBuf {
         spool.display()
     );
     dirs[0].clone()
+}
+
+/// Bytes waiting unread in a socket's receive queue (FIONREAD).
+fn unread_bytes(s: &TcpStream) -> u64 {
+    use std::os::fd::AsRawFd;
+    let mut n: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one c_int through a pointer to a live local; `s` owns the fd.
+    let rc = unsafe { libc::ioctl(s.as_raw_fd(), libc::FIONREAD, &mut n as *mut libc::c_int) };
+    assert_eq!(rc, 0, "FIONREAD");
+    u64::try_from(n).expect("non-negative")
+}
+
+#[test]
+fn a_killed_collector_loses_only_what_its_kernel_acknowledged_and_the_rest_is_resent() {
+    const RATE: u32 = 2000;
+    const N: usize = 8000;
+    let dir = fresh_dir("outage-killed");
+    let collector_port = free_port();
+    let metrics_port = free_port();
+    let listener = TcpListener::bind(("127.0.0.1", collector_port)).expect("bind collector");
+    let hepcap = start_spooling(collector_port, &dir.join("spool"), metrics_port);
+    let mut first = accept(&listener, Duration::from_secs(10), &hepcap);
+    let sender = send_paced(hepcap.udp[0], 0..N, RATE);
+
+    // Read a little, then hang for a second: the window closes and hepcap's kernel holds what
+    // follows, unacknowledged. Past the delayed-ACK timer all that was received is ACKed.
+    let mut read = vec![0u8; 20_000];
+    first.read_exact(&mut read).expect("first bytes");
+    std::thread::sleep(Duration::from_secs(1));
+    // Killed: closing with unread data sends a reset. The unread bytes were acknowledged by
+    // this kernel and are lost to any HEP sender.
+    let acked = read.len() as u64 + unread_bytes(&first);
+    drop(first);
+    let second = Collector::start(accept(&listener, Duration::from_secs(15), &hepcap));
+    sender.join().expect("sender");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let seq = sequence(&second.bytes());
+        if seq.last() == Some(&(N - 1)) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "last record {:?} after 60 s:\n{}",
+            seq.last(),
+            hepcap.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    wait_metric(
+        &hepcap,
+        metrics_port,
+        SPOOL_RECORDS,
+        0.0,
+        Duration::from_secs(30),
+    );
+    let resent = metric(metrics_port, RESENT).expect("resent metric");
+    let summary = hepcap.stop_ok();
+    let after = sequence(&second.finish());
+
+    // hepcap relays HEP3 byte for byte: where each record ends in the stream follows from
+    // the packets sent here.
+    let mut end = 0u64;
+    let first_unacked = (0..N)
+        .position(|i| {
+            end += sip_hep3(&call_id(i), 1_700_000_000 + i as u32, 0, &[]).len() as u64;
+            end > acked
+        })
+        .expect("the first connection did not take everything");
+    let want: Vec<usize> = (first_unacked..N).collect();
+    assert!(
+        after == want,
+        "second connection: {} records from {:?}, want {} from {first_unacked}\n{summary}",
+        after.len(),
+        after.first(),
+        want.len()
+    );
+    // Every record handed to the kernel counts in the summary, the re-sent ones twice.
+    let handed = relay_support::sink_records(&summary, "hep tcp://");
+    println!(
+        "killed collector: {acked} bytes acknowledged by it, {first_unacked} records; \
+         re-sent {resent}; {handed} records handed to the kernel"
+    );
+    assert!(resent > 0.0, "nothing re-sent:\n{summary}");
+    assert_eq!(handed as f64 - resent, N as f64, "{summary}");
 }
