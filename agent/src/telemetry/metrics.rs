@@ -90,11 +90,11 @@ pub const SPOOL_DROPS: &str = "hepcap_spool_dropped_records_total";
 pub const SIP_REQUESTS: &str = "hepcap_sip_requests_total";
 /// SIP responses through the pipeline, by `status_class` (`1xx` … `6xx`, `other`).
 pub const SIP_RESPONSES: &str = "hepcap_sip_responses_total";
-/// RTCP interarrival jitter, milliseconds.
+/// RTCP interarrival jitter of reports tied to a call, milliseconds (8 kHz RTP clock assumed).
 pub const RTCP_JITTER_MS: &str = "hepcap_rtcp_jitter_milliseconds";
-/// RTCP fraction lost, 0..1.
+/// RTCP fraction lost of reports tied to a call, 0..1.
 pub const RTCP_FRACTION_LOST: &str = "hepcap_rtcp_fraction_lost_ratio";
-/// Estimated MOS from RTCP reports, 1..5.
+/// MOS of RTCP XR VoIP metrics of reports tied to a call (MOS-CQ, else MOS-LQ), 1..5.
 pub const RTCP_MOS: &str = "hepcap_rtcp_mos";
 
 /// Histogram buckets by metric name (Prometheus needs them fixed up front).
@@ -295,12 +295,22 @@ pub fn duplicates(source: &'static str, n: u64) {
     }
 }
 
-/// RTCP report hook: call once per report block once RTCP records exist.
-pub fn observe_rtcp(jitter_ms: f64, fraction_lost: f64, mos: Option<f64>) {
-    metrics::histogram!(RTCP_JITTER_MS).record(jitter_ms);
-    metrics::histogram!(RTCP_FRACTION_LOST).record(fraction_lost);
-    if let Some(mos) = mos {
-        metrics::histogram!(RTCP_MOS).record(mos);
+/// RTP clock rate assumed to turn RTCP interarrival jitter (RTP timestamp units) into
+/// milliseconds: 8 kHz, the clock of G.711, G.729 and most narrowband voice. The SDP's
+/// `a=rtpmap` clock is not tracked per stream yet, so wideband streams read too high.
+pub const RTCP_ASSUMED_CLOCK_HZ: f64 = 8000.0;
+
+/// Observes one RTCP report tied to a call: each reception report block's jitter (RTP
+/// timestamp units, see [`RTCP_ASSUMED_CLOCK_HZ`]) and fraction lost (of 256), and the
+/// report's MOS×100 (from an XR VoIP metrics block) when it has one.
+pub fn observe_rtcp(blocks: &[(u32, u8)], mos_x100: Option<u16>) {
+    for &(jitter, fraction) in blocks {
+        metrics::histogram!(RTCP_JITTER_MS)
+            .record(f64::from(jitter) * 1000.0 / RTCP_ASSUMED_CLOCK_HZ);
+        metrics::histogram!(RTCP_FRACTION_LOST).record(f64::from(fraction) / 256.0);
+    }
+    if let Some(mos) = mos_x100 {
+        metrics::histogram!(RTCP_MOS).record(f64::from(mos) / 100.0);
     }
 }
 
