@@ -32,7 +32,10 @@ pub const RTCP_REPORTS: &str = "hepcap_rtcp_reports_total";
 pub const DUPLICATES: &str = "hepcap_duplicates_dropped_total";
 
 // HEP listeners.
-/// HEP messages received, by `source` (`hep-udp`, `hep-tcp`, `hep-tls`).
+/// HEP messages received, by `source` (`hep-udp`, `hep-tcp`, `hep-tls`): every datagram, or
+/// every frame of a stream, accepted or not. Relayed, keep-alives and message rejections add
+/// up to it; the connection-level rejections of streams (`tls_handshake`, `resync`,
+/// `truncated` at close) are not messages and are not in it.
 pub const LISTENER_RECEIVED: &str = "hepcap_listener_messages_received_total";
 /// Bytes received by HEP listeners, by `source`.
 pub const LISTENER_RECEIVED_BYTES: &str = "hepcap_listener_received_bytes_total";
@@ -64,7 +67,8 @@ pub const SINK_DROPS: &str = "hepcap_sink_dropped_records_total";
 pub const SINK_ERRORS: &str = "hepcap_sink_errors_total";
 /// Retries (reconnects, resends), by `sink`.
 pub const SINK_RETRIES: &str = "hepcap_sink_retries_total";
-/// Records sent again after a lost connection, by `sink`.
+/// Records sent again because a lost connection's peer never acknowledged them (TCP), by
+/// `sink`; they count again in `hepcap_sink_records_sent_total`.
 pub const SINK_RESENT: &str = "hepcap_sink_resent_records_total";
 /// Time one batch took to send, by `sink`.
 pub const SINK_SEND_SECONDS: &str = "hepcap_sink_send_duration_seconds";
@@ -146,7 +150,11 @@ pub(super) fn describe() {
         Unit::Count,
         "frames that produced no record, by reason"
     );
-    describe_counter!(LISTENER_RECEIVED, Unit::Count, "HEP messages received");
+    describe_counter!(
+        LISTENER_RECEIVED,
+        Unit::Count,
+        "HEP messages received, rejected ones included"
+    );
     describe_counter!(
         LISTENER_RECEIVED_BYTES,
         Unit::Bytes,
