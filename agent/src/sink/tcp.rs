@@ -1220,6 +1220,30 @@ mod tests {
         assert!(stats.dropped.is_empty(), "{:?}", stats.dropped);
     }
 
+    #[test]
+    fn backoff_doubles_to_its_ceiling_with_each_wait_between_half_and_all() {
+        let now = Instant::now();
+        let mut b = Backoff::new();
+        let mut waits = Vec::new();
+        let mut ceiling = RECONNECT_BACKOFF_MIN;
+        for _ in 0..12 {
+            b.failed(now);
+            let wait = b.next_attempt.unwrap() - now;
+            assert!(
+                wait >= ceiling / 2 && wait <= ceiling,
+                "{wait:?} for {ceiling:?}"
+            );
+            waits.push(wait);
+            ceiling = (ceiling * 2).min(RECONNECT_BACKOFF_MAX);
+        }
+        // Jitter: the waits at the ceiling are not all the same.
+        assert!(waits[6..].windows(2).any(|w| w[0] != w[1]), "{waits:?}");
+        b.reset();
+        assert!(b.due(now));
+        b.failed(now);
+        assert!(b.next_attempt.unwrap() - now <= RECONNECT_BACKOFF_MIN);
+    }
+
     /// Accepts `limit` bytes in writes of at most 7, then fails like a reset connection.
     struct Flaky {
         limit: usize,
