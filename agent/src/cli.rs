@@ -76,7 +76,8 @@ pub struct PipelineArgs {
     pub batch_timeout_us: u64,
 
     /// On SIGINT/SIGTERM, how many seconds the sinks get to drain their queues; what is left
-    /// then is counted as dropped (`shutdown`).
+    /// then is spooled by tcp/tls destinations with --spool-dir, else counted as dropped
+    /// (`shutdown`).
     #[arg(long, value_name = "SECS", default_value_t = 10)]
     pub shutdown_timeout: u64,
 
@@ -90,8 +91,9 @@ pub struct PipelineArgs {
     #[arg(long, value_enum, default_value = "delay")]
     pub hep_rate_policy: crate::pipeline::RatePolicy,
 
-    /// Consecutive failed batches that open a sink's circuit breaker (0: no breaker). While
-    /// open, batches are dropped as `breaker_open`; one probe goes through per cool-down.
+    /// Consecutive failed batches (records lost, or spooled) that open a sink's circuit
+    /// breaker (0: no breaker). While open, batches are spooled where --spool-dir gives the
+    /// sink a spool, else dropped as `breaker_open`; one probe goes through per cool-down.
     #[arg(long, value_name = "N", default_value_t = 5)]
     pub breaker_failures: u32,
 

@@ -30,6 +30,7 @@ pub fn replay_summary(stats: &ReplayStats, pipeline: &PipelineStats) -> String {
         for (reason, n) in &s.dropped {
             let _ = writeln!(out, "    dropped {reason}: {n}");
         }
+        write_delivery_notes(&mut out, s);
     }
     if stats.sip_no_call_id > 0 {
         let _ = writeln!(out, "  counted sip_no_call_id: {}", stats.sip_no_call_id);
@@ -226,5 +227,17 @@ fn write_pipeline(out: &mut String, pipeline: &PipelineStats) {
         for (reason, n) in &s.dropped {
             let _ = writeln!(out, "    dropped {reason}: {n}");
         }
+        write_delivery_notes(out, s);
+    }
+}
+
+/// Records a stream sink spooled, and re-sent after a lost connection (they are counted again
+/// in its records).
+fn write_delivery_notes(out: &mut String, s: &crate::sink::SinkStats) {
+    if s.spooled > 0 {
+        let _ = writeln!(out, "    spooled: {}", s.spooled);
+    }
+    if s.resent > 0 {
+        let _ = writeln!(out, "    re-sent unacknowledged: {}", s.resent);
     }
 }

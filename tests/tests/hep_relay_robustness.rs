@@ -122,6 +122,10 @@ fn rejections_keepalives_and_resync_are_counted() {
         ("truncated", truncated),
         ("compressed", compressed),
         ("bomb", bomb),
+        // Not HEP at all: neither a magic nor the start of a protobuf HEP message.
+        ("garbage", b"GET / HTTP/1.1\r\n\r\n".to_vec()),
+        // Starts like heplify's protobuf (field 1, varint) and breaks off.
+        ("broken protobuf", b"\x08\xff".to_vec()),
         ("good", good("rob-udp-2")),
     ];
     let sock = UdpSocket::bind("127.0.0.1:0").expect("bind");
@@ -156,13 +160,22 @@ fn rejections_keepalives_and_resync_are_counted() {
 
     let summary = hepcap.stop_ok();
     let udp = listener_summary(&summary, "udp://");
-    assert_eq!(udp.received, 8, "{summary}");
+    // Every datagram counts as received; the rejected ones are a part of it.
+    assert_eq!(udp.received, 10, "{summary}");
     assert_eq!(udp.relayed, 3, "two good and the compressed one\n{summary}");
     assert_eq!(udp.keepalives, 1, "{summary}");
     assert_eq!(udp.rejected("password"), 2, "{summary}");
     assert_eq!(udp.rejected("length"), 1, "{summary}");
     assert_eq!(udp.rejected("decompress"), 1, "{summary}");
-    assert_eq!(udp.rejected.len(), 3, "no other reason: {summary}");
+    assert_eq!(udp.rejected("bad_magic"), 1, "{summary}");
+    assert_eq!(udp.rejected("protobuf"), 1, "{summary}");
+    assert_eq!(udp.rejected.len(), 5, "no other reason: {summary}");
+    let rejected: u64 = udp.rejected.iter().map(|(_, n)| n).sum();
+    assert_eq!(
+        udp.relayed + udp.keepalives + rejected,
+        udp.received,
+        "{summary}"
+    );
 
     let tcp = listener_summary(&summary, "tcp://");
     assert_eq!(tcp.received, 5, "{summary}");

@@ -135,6 +135,8 @@ struct Held {
     ssrc: Option<u32>,
     json: Bytes,
     mos: Option<u16>,
+    /// Jitter and fraction lost of each report block, for the quality histograms.
+    blocks: Vec<(u32, u8)>,
 }
 
 /// The correlation stage.
@@ -251,6 +253,11 @@ impl Correlator {
             ssrc: report.reporter(),
             json: Bytes::from(report.to_json()),
             mos: report.mos_x100(),
+            blocks: report
+                .report_blocks
+                .iter()
+                .map(|b| (b.ia_jitter, b.fraction_lost))
+                .collect(),
         };
         if let Some(call_id) = self.calls.lookup(d.src, d.dst, report.reporter(), d.ts) {
             self.stats.rtcp_correlated += 1;
@@ -344,6 +351,10 @@ impl Correlator {
     }
 
     fn record(&self, h: Held, call_id: Option<Box<[u8]>>) -> Record {
+        // Call quality is what the histograms describe: reports of no call stay out.
+        if call_id.is_some() {
+            crate::telemetry::metrics::observe_rtcp(&h.blocks, h.mos);
+        }
         Record {
             source: Source::Correlated(Box::new(Correlated {
                 origin: self.origin,

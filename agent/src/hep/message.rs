@@ -119,7 +119,39 @@ pub fn decode_datagram(datagram: Bytes, limits: &Limits) -> Result<HepMessage, D
     match datagram.first() {
         None => Err(DecodeError::Empty),
         Some(1 | 2) => from_v12(datagram),
-        Some(_) => decode_protobuf(datagram),
+        // The start of a magic and nothing more: a HEP3 packet cut short.
+        Some(_)
+            if datagram.len() < 4
+                && (MAGIC.starts_with(&datagram) || b"EEP3".starts_with(&datagram)) =>
+        {
+            Err(DecodeError::Truncated {
+                version: HepVersion::V3,
+                needed: 6,
+                available: datagram.len(),
+            })
+        }
+        Some(&key) if is_hep_protobuf_key(key) => decode_protobuf(datagram),
+        // Neither HEP3, HEPv1/v2 nor the start of a protobuf HEP message: not HEP at all.
+        Some(_) => {
+            let mut magic = [0u8; 4];
+            let n = datagram.len().min(4);
+            magic[..n].copy_from_slice(&datagram[..n]);
+            Err(DecodeError::BadMagic { magic })
+        }
+    }
+}
+
+/// True when `key` is a protobuf field key (field number << 3 | wire type) of a field of
+/// heplify's `HEP` message with that field's wire type: varints for the numeric fields
+/// (1, 2, 5–10, 14), length-delimited for the byte fields (3, 4, 11–13). Any encoder starts a
+/// message with one of these; a datagram starting otherwise is garbage (`bad_magic`), and
+/// what starts like one but does not decode is a broken protobuf message (`protobuf`).
+fn is_hep_protobuf_key(key: u8) -> bool {
+    let (field, wire) = (key >> 3, key & 7);
+    match field {
+        1 | 2 | 5..=10 | 14 => wire == 0,
+        3 | 4 | 11..=13 => wire == 2,
+        _ => false,
     }
 }
 

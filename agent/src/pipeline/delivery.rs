@@ -125,6 +125,11 @@ impl Breaker {
         }
     }
 
+    /// True while open (a probe has not been let through yet).
+    pub fn is_open(&self) -> bool {
+        self.state == BreakerState::Open
+    }
+
     /// May a batch go to the sink now? An open breaker past its cool-down turns half-open and
     /// lets one probe through. Returns the new state when it changed.
     pub fn admit(&mut self, now: Instant) -> (bool, Option<BreakerState>) {

@@ -218,6 +218,89 @@ fn shutdown_timeout_counts_what_was_left() {
     assert_eq!(delivered + dropped, 40, "every record delivered or counted");
 }
 
+/// A gated sink that can keep batches for later (as a stream sink with a spool does).
+struct Parking {
+    inner: Box<dyn Sink>,
+    parked: Arc<Mutex<Vec<u64>>>,
+    spooled: u64,
+}
+
+impl Sink for Parking {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+    fn send_batch(&mut self, batch: &[Record]) {
+        self.inner.send_batch(batch);
+    }
+    fn park(&mut self, batch: &[Record]) -> bool {
+        self.parked
+            .lock()
+            .unwrap()
+            .extend(batch.iter().map(|r| r.ts.0));
+        self.spooled += batch.len() as u64;
+        true
+    }
+    fn flush(&mut self) {}
+    fn stats(&self) -> SinkStats {
+        SinkStats {
+            spooled: self.spooled,
+            ..self.inner.stats()
+        }
+    }
+}
+
+#[test]
+fn past_the_shutdown_timeout_a_sink_that_can_park_keeps_what_is_left() {
+    let (stuck, seen, gate) = Collect::gated("stuck");
+    let parked = Arc::new(Mutex::new(Vec::new()));
+    let sink = Box::new(Parking {
+        inner: stuck,
+        parked: Arc::clone(&parked),
+        spooled: 0,
+    });
+    let config = PipelineConfig {
+        ring_capacity: 1024,
+        when_full: WhenFull::DropNewest,
+        batch_size: 4,
+        sink_queue_batches: 64,
+        batch_timeout: Duration::ZERO,
+        shutdown_timeout: Duration::from_millis(200),
+        ..PipelineConfig::default()
+    };
+    let p = Pipeline::start(&config, vec![sink]).unwrap();
+    for n in 0..40 {
+        p.push(record(n));
+    }
+    let opener = {
+        let gate = Arc::clone(&gate);
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(600));
+            let (lock, cv) = &*gate;
+            *lock.lock().unwrap() = true;
+            cv.notify_all();
+        })
+    };
+    let stats = p.finish();
+    opener.join().unwrap();
+    let delivered = seen.lock().unwrap().clone();
+    let parked = parked.lock().unwrap().clone();
+    assert!(
+        !parked.is_empty(),
+        "the gate held the sink past the timeout"
+    );
+    assert!(
+        stats.sinks[0].1.dropped.is_empty(),
+        "{:?}",
+        stats.sinks[0].1.dropped
+    );
+    assert!(stats.ring_drops.is_empty(), "{:?}", stats.ring_drops);
+    // Delivered, then parked, in order: nothing lost, nothing twice.
+    let mut all = delivered;
+    all.extend(parked);
+    assert_eq!(all, (0..40).collect::<Vec<u64>>());
+    assert_eq!(stats.sinks[0].1.spooled, 40 - stats.sinks[0].1.records_sent);
+}
+
 #[test]
 fn a_partial_batch_leaves_at_its_deadline() {
     let (sink, seen) = Collect::boxed("a", Duration::ZERO);

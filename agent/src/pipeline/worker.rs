@@ -3,9 +3,9 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use metrics::Counter;
 
@@ -16,6 +16,9 @@ use crate::telemetry::LogLimit;
 use crate::telemetry::metrics::{SinkMetrics, sink_label};
 
 type Batch = Arc<Vec<Record>>;
+
+/// How long a sink thread waits for a batch before it gives the sink an idle call.
+const IDLE_TICK: Duration = Duration::from_millis(100);
 
 /// The dispatcher's handle on a sink thread.
 #[derive(Debug)]
@@ -149,11 +152,43 @@ fn run(
     let breaker_open = metrics.dropped("breaker_open");
     let mut drop_log = LogLimit::default();
 
-    while let Ok(batch) = rx.recv() {
-        // Past the shutdown timeout what is queued is counted, not sent.
+    loop {
+        let batch = match rx.recv_timeout(IDLE_TICK) {
+            Ok(batch) => batch,
+            Err(RecvTimeoutError::Disconnected) => break,
+            Err(RecvTimeoutError::Timeout) => {
+                // Quiet input must not leave a spool waiting or a closed connection unnoticed.
+                // An open breaker means hands off until its cool-down ends; then this idle
+                // call is its probe, so a collector that is back is found without traffic.
+                if let Some(b) = breaker.as_mut()
+                    && b.is_open()
+                {
+                    let (admitted, change) = b.admit(Instant::now());
+                    if let Some(state) = change {
+                        breaker_changed(sink.as_ref(), metrics, state);
+                    }
+                    if !admitted {
+                        continue;
+                    }
+                }
+                let outcome = sink.idle();
+                publish(&mut last, sink.stats(), metrics);
+                if let (Some(b), Some(ok)) = (breaker.as_mut(), outcome)
+                    && let Some(state) = b.record(ok, Instant::now())
+                {
+                    breaker_changed(sink.as_ref(), metrics, state);
+                }
+                continue;
+            }
+        };
+        // Past the shutdown timeout what is queued is spooled where the sink can, else
+        // counted, not sent.
         if abort.load(Ordering::Acquire) {
-            *drops.entry("shutdown").or_default() += batch.len() as u64;
-            metrics.dropped("shutdown").increment(batch.len() as u64);
+            if !sink.park(&batch) {
+                *drops.entry("shutdown").or_default() += batch.len() as u64;
+                metrics.dropped("shutdown").increment(batch.len() as u64);
+            }
+            publish(&mut last, sink.stats(), metrics);
             continue;
         }
         if let Some(b) = breaker.as_mut() {
@@ -162,8 +197,12 @@ fn run(
                 breaker_changed(sink.as_ref(), metrics, state);
             }
             if !admitted {
-                *drops.entry("breaker_open").or_default() += batch.len() as u64;
-                breaker_open.increment(batch.len() as u64);
+                // A stream sink with a spool keeps the batch on disk; others lose it.
+                if !sink.park(&batch) {
+                    *drops.entry("breaker_open").or_default() += batch.len() as u64;
+                    breaker_open.increment(batch.len() as u64);
+                }
+                publish(&mut last, sink.stats(), metrics);
                 continue;
             }
         }
@@ -238,8 +277,8 @@ fn breaker_changed(sink: &dyn Sink, metrics: &SinkMetrics, state: BreakerState) 
     }
 }
 
-/// Adds what the sink counted since `last` to its metrics. True when records were lost to a
-/// delivery failure (`sink_down`, `send_error`) meanwhile.
+/// Adds what the sink counted since `last` to its metrics. True when records could not be
+/// delivered meanwhile: lost (`sink_down`, `send_error`) or spooled instead.
 fn publish(last: &mut SinkStats, now: SinkStats, metrics: &SinkMetrics) -> bool {
     metrics
         .records
@@ -253,13 +292,16 @@ fn publish(last: &mut SinkStats, now: SinkStats, metrics: &SinkMetrics) -> bool 
     metrics
         .retries
         .increment(now.retries.saturating_sub(last.retries));
+    metrics
+        .resent
+        .increment(now.resent.saturating_sub(last.resent));
     metrics.spool_records.set(now.spool_records as f64);
     metrics.spool_bytes.set(now.spool_bytes as f64);
     let age = now.spool_oldest_ts_us.map_or(0.0, |ts| {
         (crate::record::Timestamp::now().0.saturating_sub(ts)) as f64 / 1e6
     });
     metrics.spool_oldest_age.set(age);
-    let mut failed = false;
+    let mut failed = now.spooled > last.spooled;
     for (reason, n) in &now.dropped {
         let before = last.dropped.get(reason).copied().unwrap_or(0);
         if *n > before {

@@ -2,6 +2,7 @@
 
 use std::io::{self, Write};
 use std::net::{Shutdown, TcpStream};
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 
 use rustls::pki_types::ServerName;
@@ -61,6 +62,28 @@ impl Conn {
                 .recv_with_flags(&mut buf, libc::MSG_PEEK | libc::MSG_DONTWAIT),
             Ok(0)
         )
+    }
+
+    /// Bytes written on this connection that the peer's TCP has not acknowledged yet
+    /// (`SIOCOUTQ`: sent but unacknowledged plus not yet sent). Linux answers this after a
+    /// reset too, from the sequence numbers the socket keeps. Only plain TCP: under TLS the
+    /// kernel counts ciphertext, which does not map back onto our packets (`None`).
+    pub(super) fn unacked_bytes(&self) -> Option<u64> {
+        let Conn::Plain(s) = self else { return None };
+        let mut n: libc::c_int = 0;
+        // SAFETY: TIOCOUTQ (== SIOCOUTQ) writes one c_int through the pointer, which points at
+        // a live local; the descriptor is owned by `s` for the duration of the call.
+        let rc = unsafe { libc::ioctl(s.as_raw_fd(), libc::TIOCOUTQ, &mut n as *mut libc::c_int) };
+        (rc == 0).then(|| u64::try_from(n).unwrap_or(0))
+    }
+
+    /// A pending socket error (`SO_ERROR`), such as the reset of a collector that went away.
+    pub(super) fn take_error(&self) -> Option<io::Error> {
+        let sock = match self {
+            Conn::Plain(s) => s,
+            Conn::Tls(t) => &t.sock,
+        };
+        sock.take_error().ok().flatten()
     }
 
     /// Ends the stream after what was written: TLS close_notify, then FIN.

@@ -98,6 +98,14 @@ impl Sink for FailoverSink {
         }
     }
 
+    fn idle(&mut self) -> Option<bool> {
+        // Members keep their own housekeeping; the group's health is judged by batches.
+        for m in &mut self.members {
+            m.idle();
+        }
+        None
+    }
+
     fn flush(&mut self) {
         for m in &mut self.members {
             m.flush();
@@ -112,6 +120,8 @@ impl Sink for FailoverSink {
             total.bytes_sent += s.bytes_sent;
             total.errors += s.errors;
             total.retries += s.retries;
+            total.resent += s.resent;
+            total.spooled += s.spooled;
             for (reason, n) in s.dropped {
                 *total.dropped.entry(reason).or_default() += n;
             }

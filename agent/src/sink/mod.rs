@@ -33,6 +33,20 @@ pub trait Sink: Send {
     /// counted in [`Sink::stats`], never returned.
     fn send_batch(&mut self, batch: &[Record]);
 
+    /// Keeps a batch for later without trying the destination (its breaker is open, or the
+    /// run is ending); true when the sink took it (a stream sink with a spool). Sinks that
+    /// cannot keep anything return false and the caller counts the batch as dropped.
+    fn park(&mut self, _batch: &[Record]) -> bool {
+        false
+    }
+
+    /// Called when no batch came for a while: housekeeping such as noticing a closed
+    /// connection or sending a spool. Returns whether a delivery it attempted succeeded
+    /// (`None`: it attempted none), so that a breaker can probe without live traffic.
+    fn idle(&mut self) -> Option<bool> {
+        None
+    }
+
     /// Pushes out anything buffered; called at the end of a run.
     fn flush(&mut self);
 
@@ -53,6 +67,12 @@ pub struct SinkStats {
     pub errors: u64,
     /// Connect attempts after a failure or a lost connection.
     pub retries: u64,
+    /// Records queued to be sent again because the peer's TCP never acknowledged them on a
+    /// connection that was lost (also counted again in `records_sent` when they go out).
+    pub resent: u64,
+    /// Records put in the disk spool instead of being sent (collector down, breaker open,
+    /// shutdown).
+    pub spooled: u64,
     /// Records waiting in the sink's disk spool.
     pub spool_records: u64,
     /// Bytes of the sink's disk spool.

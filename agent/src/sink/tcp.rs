@@ -2,26 +2,40 @@
 //! (hep.md §1.8.2–1.8.3).
 //!
 //! A batch is encoded into one reused buffer and written with as few `write` calls as the
-//! kernel allows. The sink tracks how much of that buffer the current connection took; when a
-//! write fails (`EPIPE`, `ECONNRESET`, the [`WRITE_TIMEOUT`]) it reconnects and resends from
-//! the start of the first packet not written whole, so the new stream never begins inside a
-//! packet. A packet written whole is counted sent even if the lost connection never delivered
-//! it: nothing in HEP acknowledges data, so bytes in a dead socket's buffer are lost unseen.
+//! kernel allows. When a write fails (`EPIPE`, `ECONNRESET`, the [`WRITE_TIMEOUT`]) or the
+//! collector half-closes its side, the sink stops writing on that connection, reconnects and
+//! resends from the start of the first packet not written whole, so the new stream never
+//! begins inside a packet.
+//!
+//! HEP has no acknowledgements, but TCP has: over plain TCP the sink keeps the packets written
+//! on the current connection until the peer's TCP acknowledged them (the kernel's send queue,
+//! `SIOCOUTQ`, says how many bytes it still holds). When the connection is lost, every packet
+//! not wholly acknowledged is sent again, first, and counted in [`SinkStats::resent`]. What the
+//! collector's kernel acknowledged but the collector never read (it was killed) is lost to any
+//! HEP sender. Under TLS the kernel counts ciphertext, so a packet written whole is counted
+//! sent and nothing is re-sent.
 //!
 //! The collector may be down at construction; the sink then connects on the first batch.
 //! After a failed connect or a lost connection the next attempt waits a delay that starts at
-//! [`RECONNECT_BACKOFF_MIN`] and doubles up to [`RECONNECT_BACKOFF_MAX`]; the first write that
-//! succeeds resets it, so a collector that accepts and drops at once is not hammered.
-//! A batch waits through reconnects for at most [`SINK_DOWN_TIMEOUT`] and is then dropped as
-//! `sink_down`. After such a drop the sink sheds load: later batches make one connect attempt
-//! when the backoff allows and are dropped at once otherwise, until a connection succeeds, so
-//! a replay against a dead collector finishes (with its losses counted) instead of stalling
-//! for the timeout on every batch.
+//! [`RECONNECT_BACKOFF_MIN`] and doubles up to [`RECONNECT_BACKOFF_MAX`], each wait drawn
+//! between half and all of it (jitter, so that many agents do not reconnect in step); the
+//! first write that succeeds resets it, so a collector that accepts and drops at once is not
+//! hammered.
+//!
+//! Without a spool, a batch waits through reconnects for at most [`SINK_DOWN_TIMEOUT`] and is
+//! then dropped as `sink_down`. After such a drop the sink sheds load: later batches make one
+//! connect attempt when the backoff allows and are dropped at once otherwise, until a
+//! connection succeeds, so a replay against a dead collector finishes (with its losses
+//! counted) instead of stalling for the timeout on every batch. With a spool nothing waits:
+//! what the connection cannot take at once goes to the spool, and the spool is sent, in
+//! order, before live records once a connect succeeds.
 //!
 //! Sockets get `TCP_NODELAY` (each batch is written whole, Nagle would only delay it) and
 //! `SO_KEEPALIVE`. Dropping the sink shuts the write side down so the collector reads every
 //! byte before end of stream.
 
+use std::collections::VecDeque;
+use std::hash::{BuildHasher, Hasher};
 use std::io::{self, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::sync::Arc;
@@ -37,10 +51,11 @@ use super::conn::{Conn, Wrap};
 use super::{HepTarget, Sink, SinkStats};
 use crate::hep::{EncodeError, HepEncoder};
 use crate::record::Record;
-use crate::spool::Spool;
+use crate::spool::{Position, Spool};
 use crate::telemetry::LogLimit;
 
-/// How long one batch waits for the collector through reconnects before it is dropped.
+/// How long one batch waits for the collector through reconnects before it is dropped
+/// (sinks without a spool).
 pub const SINK_DOWN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// First reconnect delay after a failed connect.
@@ -52,12 +67,49 @@ pub const RECONNECT_BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// A write that makes no progress for this long counts as a lost connection.
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// After the collector half-closes (or at the end of a run), how long the sink waits for the
+/// peer's TCP to acknowledge what was written before it closes its own side.
+pub const SETTLE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Packets kept for re-sending at most, in bytes. The kernel's send buffer (`tcp_wmem`, 4 MiB
+/// by default) bounds what can be unacknowledged; this only caps memory if it is raised.
+const UNACKED_MAX_BYTES: usize = 16 << 20;
+
 /// Limit of one connect attempt to one address.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Idle time before the first keepalive probe, and the interval between probes.
 const KEEPALIVE_IDLE: Duration = Duration::from_secs(30);
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Where a packet of the current buffer came from.
+#[derive(Clone, Copy, Debug)]
+enum Origin {
+    /// A live record, with its capture time in microseconds (kept when it is spooled).
+    Live(u64),
+    /// A spooled record: the position just after it, acknowledged once the peer has it.
+    Spool(Position),
+}
+
+/// A packet written whole on the current connection, not yet known acknowledged.
+#[derive(Debug)]
+struct InFlight {
+    /// Offset in the connection's byte stream just after the packet.
+    end: u64,
+    origin: Origin,
+    /// The packet itself for live records (spooled ones are read again from the spool).
+    packet: Option<Vec<u8>>,
+}
+
+/// What went out on the current connection, for re-sending what its peer did not take.
+#[derive(Debug, Default)]
+struct Unacked {
+    /// Bytes written on the connection, partial packets included.
+    written: u64,
+    packets: VecDeque<InFlight>,
+    /// Bytes of the live packet copies in `packets`.
+    held: usize,
+}
 
 /// HEP over TCP.
 #[derive(Debug)]
@@ -72,7 +124,13 @@ pub struct TcpHepSink {
     buf: Vec<u8>,
     /// End offset in `buf` of each packet of the current batch.
     ends: Vec<usize>,
+    /// Origin of each packet in `buf`.
+    origins: Vec<Origin>,
     conn: Option<Conn>,
+    unacked: Unacked,
+    /// Live packets of a lost connection its peer never acknowledged, sent before anything
+    /// else on the next one (sinks without a spool; with one they are spooled).
+    resend: VecDeque<(u64, Vec<u8>)>,
     /// Where records wait while the collector is down (`--spool-dir`).
     spool: Option<Spool>,
     /// Plain TCP, or TLS with its client configuration.
@@ -99,29 +157,45 @@ enum Link {
     Down,
 }
 
-/// Exponential reconnect delay.
+/// Exponential reconnect delay with jitter.
 #[derive(Debug)]
 struct Backoff {
     delay: Duration,
     /// No connect attempt before this instant; `None` means now.
     next_attempt: Option<Instant>,
+    /// xorshift state for the jitter; seeded from the process's random hasher keys.
+    rng: u64,
 }
 
 impl Backoff {
     fn new() -> Self {
+        let seed = std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish();
         Backoff {
             delay: RECONNECT_BACKOFF_MIN,
             next_attempt: None,
+            rng: seed | 1,
         }
     }
 
+    /// The next attempt waits between half and all of the current delay, which then doubles.
     fn failed(&mut self, now: Instant) {
-        self.next_attempt = Some(now + self.delay);
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        let fraction = 0.5 + (self.rng >> 11) as f64 / (1u64 << 53) as f64 / 2.0;
+        self.next_attempt = Some(now + self.delay.mul_f64(fraction));
         self.delay = (self.delay * 2).min(RECONNECT_BACKOFF_MAX);
     }
 
     fn reset(&mut self) {
-        *self = Backoff::new();
+        self.delay = RECONNECT_BACKOFF_MIN;
+        self.next_attempt = None;
+    }
+
+    fn due(&self, now: Instant) -> bool {
+        self.next_attempt.is_none_or(|at| at <= now)
     }
 }
 
@@ -172,7 +246,10 @@ impl TcpHepSink {
             encoder,
             buf: Vec::new(),
             ends: Vec::new(),
+            origins: Vec::new(),
             conn: None,
+            unacked: Unacked::default(),
+            resend: VecDeque::new(),
             spool: None,
             wrap,
             refused_certificate: None,
@@ -199,13 +276,23 @@ impl TcpHepSink {
         Ok(sink)
     }
 
-    /// Encodes the batch into `buf`/`ends`; a record the encoder rejects is dropped.
+    /// Encodes the batch into `buf`/`ends`, after the packets waiting to be re-sent; a record
+    /// the encoder rejects is dropped.
     fn encode(&mut self, batch: &[Record]) {
         self.buf.clear();
         self.ends.clear();
+        self.origins.clear();
+        for (ts, packet) in self.resend.drain(..) {
+            self.buf.extend_from_slice(&packet);
+            self.ends.push(self.buf.len());
+            self.origins.push(Origin::Live(ts));
+        }
         for record in batch {
             match self.encoder.encode(record, &mut self.buf) {
-                Ok(_) => self.ends.push(self.buf.len()),
+                Ok(_) => {
+                    self.ends.push(self.buf.len());
+                    self.origins.push(Origin::Live(record.ts.0));
+                }
                 Err(EncodeError::TooLarge { len } | EncodeError::ChunkTooLarge { len, .. }) => {
                     self.stats.drop_one("oversize");
                     if let Some(suppressed) = self.drop_log.allow(Instant::now()) {
@@ -222,22 +309,24 @@ impl TcpHepSink {
     }
 
     /// Writes `buf` through reconnects until done, the batch's time is up, or the sink is
-    /// shedding; returns how many bytes of `buf` went out as whole packets.
+    /// shedding (with a spool: until the connection cannot take more now); returns how many
+    /// bytes of `buf` went out as whole packets.
     fn deliver(&mut self) -> usize {
         let deadline = Instant::now() + self.down_timeout;
         let mut written = 0;
 
         while written < self.buf.len() {
+            // Packets a lost connection never acknowledged go before the rest.
+            if !self.resend.is_empty() {
+                self.splice_resend(&mut written);
+            }
             let Some(conn) = self.conn.as_mut() else {
-                let due = self
-                    .backoff
-                    .next_attempt
-                    .is_none_or(|at| at <= Instant::now());
-                if due && self.connect() {
+                if self.backoff.due(Instant::now()) && self.connect() {
                     continue;
                 }
                 let now = Instant::now();
-                if self.shedding || now >= deadline {
+                // With a spool nothing waits for the collector: the rest is spooled at once.
+                if self.shedding || self.spool.is_some() || now >= deadline {
                     break;
                 }
                 if let Some(at) = self.backoff.next_attempt {
@@ -248,19 +337,143 @@ impl TcpHepSink {
 
             // A collector shutting down half-closes first: stop writing on that connection.
             if conn.peer_closed() {
-                let e = io::Error::new(
-                    io::ErrorKind::ConnectionAborted,
-                    "collector closed its side of the connection",
-                );
-                self.lost(&e);
+                self.settle_and_drop("collector closed its side of the connection");
                 continue;
             }
-            match write_packets(conn, &self.buf, &self.ends, &mut written) {
-                Ok(()) => self.backoff.reset(),
-                Err(e) => self.lost(&e),
+            let before = written;
+            let result = write_packets(conn, &self.buf, &self.ends, &mut written);
+            self.track(before, written, result.as_ref().err().map(|e| e.1));
+            match result {
+                Ok(()) => {
+                    self.backoff.reset();
+                    self.release_acked();
+                }
+                Err((e, _)) => self.lost(&e),
             }
         }
         written
+    }
+
+    /// Replaces what `buf` holds before `*written` (already on a connection) with the
+    /// packets waiting to be re-sent, so that they go out first, in their order.
+    fn splice_resend(&mut self, written: &mut usize) {
+        let done = self.ends.partition_point(|&end| end <= *written);
+        let mut buf = Vec::with_capacity(self.buf.len());
+        let mut ends = Vec::with_capacity(self.ends.len());
+        let mut origins = Vec::with_capacity(self.origins.len());
+        for (ts, packet) in self.resend.drain(..) {
+            buf.extend_from_slice(&packet);
+            ends.push(buf.len());
+            origins.push(Origin::Live(ts));
+        }
+        let shift = buf.len();
+        buf.extend_from_slice(&self.buf[*written..]);
+        ends.extend(self.ends[done..].iter().map(|&end| end - *written + shift));
+        origins.extend_from_slice(&self.origins[done..]);
+        self.buf = buf;
+        self.ends = ends;
+        self.origins = origins;
+        *written = 0;
+    }
+
+    /// Notes what one `write_packets` call put on the connection: `raw` bytes past `from`
+    /// when it failed inside a packet, else up to `to`. Whole packets are kept until the
+    /// peer acknowledges them (plain TCP); under TLS spooled ones are acknowledged at once.
+    fn track(&mut self, from: usize, to: usize, raw: Option<usize>) {
+        let base = self.unacked.written;
+        let bytes = raw.unwrap_or(to).saturating_sub(from) as u64;
+        self.unacked.written += bytes;
+        self.stats.bytes_sent += bytes;
+        let tracking = matches!(self.wrap, Wrap::Plain);
+        let first = self.ends.partition_point(|&end| end <= from);
+        let mut start = if first == 0 { 0 } else { self.ends[first - 1] };
+        for i in first..self.ends.len() {
+            let end = self.ends[i];
+            if end > to {
+                break;
+            }
+            let origin = self.origins[i];
+            self.stats.records_sent += 1;
+            if tracking {
+                let packet = match origin {
+                    Origin::Live(_) => {
+                        self.unacked.held += end - start;
+                        Some(self.buf[start..end].to_vec())
+                    }
+                    Origin::Spool(_) => None,
+                };
+                self.unacked.packets.push_back(InFlight {
+                    end: base + (end - from) as u64,
+                    origin,
+                    packet,
+                });
+            } else if let (Origin::Spool(pos), Some(spool)) = (origin, self.spool.as_mut())
+                && let Err(e) = spool.ack(pos)
+            {
+                error!(sink = %self.name, error = %e, "spool ack failed");
+            }
+            start = end;
+        }
+        // Memory stays bounded even with a huge send buffer: the oldest copies go first
+        // (they are the likeliest to be acknowledged already).
+        while self.unacked.held > UNACKED_MAX_BYTES {
+            let Some(old) = self.unacked.packets.pop_front() else {
+                break;
+            };
+            self.forget(old);
+        }
+    }
+
+    /// Drops one tracked packet as delivered; a spooled one is acknowledged in the spool.
+    fn forget(&mut self, p: InFlight) {
+        if let Some(packet) = &p.packet {
+            self.unacked.held -= packet.len();
+        }
+        if let (Origin::Spool(pos), Some(spool)) = (p.origin, self.spool.as_mut())
+            && let Err(e) = spool.ack(pos)
+        {
+            error!(sink = %self.name, error = %e, "spool ack failed");
+        }
+    }
+
+    /// Forgets the packets the peer's TCP has acknowledged so far.
+    fn release_acked(&mut self) {
+        let Some(outq) = self.conn.as_ref().and_then(Conn::unacked_bytes) else {
+            return;
+        };
+        self.release_upto(self.unacked.written.saturating_sub(outq));
+    }
+
+    fn release_upto(&mut self, acked: u64) {
+        while self.unacked.packets.front().is_some_and(|p| p.end <= acked) {
+            if let Some(p) = self.unacked.packets.pop_front() {
+                self.forget(p);
+            }
+        }
+    }
+
+    /// The collector half-closed: write nothing more, give its TCP [`SETTLE_TIMEOUT`] to
+    /// acknowledge what is in flight (it is reading its last bytes), then close our side and
+    /// re-send what it did not take.
+    fn settle_and_drop(&mut self, why: &str) {
+        self.settle();
+        let e = io::Error::new(io::ErrorKind::ConnectionAborted, why.to_string());
+        self.lost(&e);
+    }
+
+    /// Waits until the peer acknowledged every byte written, the connection failed, or
+    /// [`SETTLE_TIMEOUT`] passed.
+    fn settle(&mut self) {
+        let deadline = Instant::now() + SETTLE_TIMEOUT;
+        while let Some(conn) = self.conn.as_ref() {
+            match conn.unacked_bytes() {
+                Some(0) | None => break,
+                Some(_) if conn.take_error().is_some() || Instant::now() >= deadline => break,
+                // Loopback acknowledges in microseconds, a WAN in a round trip.
+                Some(_) => std::thread::sleep(Duration::from_millis(5)),
+            }
+        }
+        self.release_acked();
     }
 
     /// One connect attempt over the resolved addresses; true when connected.
@@ -300,6 +513,7 @@ impl TcpHepSink {
                     // The backoff resets once a write succeeds: a collector that accepts and
                     // drops at once must not be hammered.
                     self.conn = Some(stream);
+                    self.unacked = Unacked::default();
                     self.backoff.next_attempt = None;
                     self.shedding = false;
                     self.link = Link::Up;
@@ -331,9 +545,18 @@ impl TcpHepSink {
         false
     }
 
-    /// Forgets a connection whose write failed; the reconnect waits for the backoff.
+    /// Forgets a connection that failed or closed: what its peer did not acknowledge is
+    /// queued to be sent again first (spooled, with a spool); the reconnect waits for the
+    /// backoff.
     fn lost(&mut self, e: &io::Error) {
-        self.conn = None;
+        if let Some(mut conn) = self.conn.take() {
+            // Unknown (the query failed): every tracked packet goes again, at least once.
+            if let Some(outq) = conn.unacked_bytes() {
+                self.release_upto(self.unacked.written.saturating_sub(outq));
+            }
+            conn.close();
+        }
+        self.requeue_unacked();
         self.stats.errors += 1;
         self.backoff.failed(Instant::now());
         if self.link != Link::Down {
@@ -342,6 +565,46 @@ impl TcpHepSink {
                 warn!(sink = %self.name, error = %e, suppressed, "lost hep collector connection");
             }
         }
+    }
+
+    /// Moves the tracked packets of the closed connection back in front of everything else:
+    /// spooled ones are read again from the spool's acknowledged position, live ones join
+    /// the spool (they are older than anything appended since) or the in-memory resend queue.
+    fn requeue_unacked(&mut self) {
+        let packets = std::mem::take(&mut self.unacked.packets);
+        self.unacked = Unacked::default();
+        if packets.is_empty() {
+            return;
+        }
+        self.stats.resent += packets.len() as u64;
+        let mut rewind = false;
+        for p in packets {
+            match (p.origin, p.packet) {
+                (Origin::Spool(_), _) => rewind = true,
+                (Origin::Live(ts), Some(packet)) => match self.spool.as_mut() {
+                    Some(spool) => {
+                        if let Err(e) = spool.append(ts, &packet) {
+                            self.stats.drop_one("spool_error");
+                            if let Some(suppressed) = self.drop_log.allow(Instant::now()) {
+                                error!(sink = %self.name, error = %e, suppressed,
+                                    "spool write failed");
+                            }
+                        }
+                    }
+                    None => self.resend.push_back((ts, packet)),
+                },
+                (Origin::Live(_), None) => {}
+            }
+        }
+        if let Some(spool) = self.spool.as_mut() {
+            if rewind {
+                spool.rewind();
+            }
+            if let Err(e) = spool.sync() {
+                debug!(sink = %self.name, error = %e, "spool sync failed");
+            }
+        }
+        debug!(sink = %self.name, records = self.stats.resent, "re-sending unacknowledged records");
     }
 }
 
@@ -353,18 +616,24 @@ impl TcpHepSink {
         self
     }
 
-    /// Appends the encoded packets from index `from` of the current batch to the spool.
-    fn spool_packets(&mut self, from: usize, batch: &[Record]) {
+    /// Appends the encoded packets from index `from` of the current buffer to the spool.
+    fn spool_packets(&mut self, from: usize) {
         let Some(spool) = self.spool.as_mut() else {
             return;
         };
         let mut start = if from == 0 { 0 } else { self.ends[from - 1] };
         for (i, &end) in self.ends.iter().enumerate().skip(from) {
-            let ts = batch.get(i).map(|r| r.ts.0).unwrap_or_default();
-            if let Err(e) = spool.append(ts, &self.buf[start..end]) {
-                self.stats.drop_one("spool_error");
-                if let Some(suppressed) = self.drop_log.allow(Instant::now()) {
-                    error!(sink = %self.name, error = %e, suppressed, "spool write failed");
+            let ts = match self.origins.get(i) {
+                Some(Origin::Live(ts)) => *ts,
+                _ => 0,
+            };
+            match spool.append(ts, &self.buf[start..end]) {
+                Ok(()) => self.stats.spooled += 1,
+                Err(e) => {
+                    self.stats.drop_one("spool_error");
+                    if let Some(suppressed) = self.drop_log.allow(Instant::now()) {
+                        error!(sink = %self.name, error = %e, suppressed, "spool write failed");
+                    }
                 }
             }
             start = end;
@@ -374,10 +643,12 @@ impl TcpHepSink {
         }
     }
 
-    /// Sends what the spool holds, in order; true when it is empty.
+    /// Sends what the spool holds, in order; true when it is all sent (the peer's TCP may
+    /// not have acknowledged it yet: the spool keeps it until then).
     fn drain_spool(&mut self) -> bool {
         let live_buf = std::mem::take(&mut self.buf);
         let live_ends = std::mem::take(&mut self.ends);
+        let live_origins = std::mem::take(&mut self.origins);
         let mut drained = true;
         while let Some(spool) = self.spool.as_mut() {
             let records = match spool.read(256) {
@@ -393,30 +664,25 @@ impl TcpHepSink {
             }
             self.buf.clear();
             self.ends.clear();
+            self.origins.clear();
             for r in &records {
                 self.buf.extend_from_slice(&r.payload);
                 self.ends.push(self.buf.len());
+                self.origins.push(Origin::Spool(r.end));
             }
             let written = self.deliver();
             let sent = self.ends.partition_point(|&end| end <= written);
-            self.stats.records_sent += sent as u64;
-            self.stats.bytes_sent += written as u64;
-            let Some(spool) = self.spool.as_mut() else {
-                break;
-            };
-            if sent > 0
-                && let Err(e) = spool.ack(records[sent - 1].end)
-            {
-                error!(sink = %self.name, error = %e, "spool ack failed");
-            }
             if sent < records.len() {
-                spool.rewind();
+                if let Some(spool) = self.spool.as_mut() {
+                    spool.rewind();
+                }
                 drained = false;
                 break;
             }
         }
         self.buf = live_buf;
         self.ends = live_ends;
+        self.origins = live_origins;
         drained
     }
 
@@ -458,13 +724,14 @@ fn configure(stream: &TcpStream) -> io::Result<()> {
 
 /// Writes `buf[*written..]` to `w`, advancing `*written`. On error `*written` is moved back
 /// to the start of the packet it was inside (packets end at `ends`), so the caller resends
-/// that packet whole on its next connection.
+/// that packet whole on its next connection; the error comes with the offset in `buf` the
+/// connection actually got to (partial packet included).
 fn write_packets(
     w: &mut impl Write,
     buf: &[u8],
     ends: &[usize],
     written: &mut usize,
-) -> io::Result<()> {
+) -> Result<(), (io::Error, usize)> {
     while *written < buf.len() {
         let e = match w.write(&buf[*written..]) {
             Ok(0) => io::ErrorKind::WriteZero.into(),
@@ -475,9 +742,10 @@ fn write_packets(
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => e,
         };
+        let reached = *written;
         let whole = ends.partition_point(|&end| end <= *written);
         *written = if whole == 0 { 0 } else { ends[whole - 1] };
-        return Err(e);
+        return Err((e, reached));
     }
     Ok(())
 }
@@ -495,18 +763,16 @@ impl Sink for TcpHepSink {
 
         // With a spool, what waits there goes first; while it cannot, live records join it.
         if self.spool.is_some() && !self.drain_spool() {
-            self.spool_packets(0, batch);
+            self.spool_packets(0);
             self.publish_spool();
             return;
         }
 
         let written = self.deliver();
         let sent = self.ends.partition_point(|&end| end <= written);
-        self.stats.records_sent += sent as u64;
-        self.stats.bytes_sent += written as u64;
 
         if self.spool.is_some() && sent < self.ends.len() {
-            self.spool_packets(sent, batch);
+            self.spool_packets(sent);
             self.publish_spool();
             return;
         }
@@ -527,13 +793,51 @@ impl Sink for TcpHepSink {
         }
     }
 
-    /// Batches are written synchronously; this only flushes the stream (a no-op for TCP).
+    /// Spools the batch without trying the collector (its breaker is open, or the run is
+    /// ending); false without a spool.
+    fn park(&mut self, batch: &[Record]) -> bool {
+        if self.spool.is_none() {
+            return false;
+        }
+        self.encode(batch);
+        self.spool_packets(0);
+        self.publish_spool();
+        true
+    }
+
+    /// Between batches: notices a collector that half-closed, forgets what its TCP
+    /// acknowledged, and sends the spool once the collector is back (when the backoff
+    /// allows an attempt); reports whether that attempt emptied the spool.
+    fn idle(&mut self) -> Option<bool> {
+        if let Some(conn) = self.conn.as_ref()
+            && conn.peer_closed()
+        {
+            self.settle_and_drop("collector closed its side of the connection");
+        }
+        self.release_acked();
+        let waiting = self.spool.as_ref().is_some_and(|s| !s.is_drained());
+        let outcome = (waiting && (self.conn.is_some() || self.backoff.due(Instant::now())))
+            .then(|| self.drain_spool());
+        self.publish_spool();
+        outcome
+    }
+
+    /// End of a run: lets the peer acknowledge what is in flight; with a spool, what it did
+    /// not acknowledge is spooled for the next run instead of being lost.
     fn flush(&mut self) {
         if let Some(conn) = self.conn.as_mut()
             && let Err(e) = conn.flush()
         {
             self.lost(&e);
         }
+        if self.spool.is_some() && self.conn.is_some() {
+            self.settle();
+            if !self.unacked.packets.is_empty() {
+                let e = io::Error::new(io::ErrorKind::TimedOut, "unacknowledged at shutdown");
+                self.lost(&e);
+            }
+        }
+        self.publish_spool();
     }
 
     fn stats(&self) -> SinkStats {
@@ -754,7 +1058,7 @@ mod tests {
         // after the loss was noticed arrived in order.
         assert!(ids.len() >= 40);
         assert_eq!(ids[ids.len() - 40..], ports(40..80)[..]);
-        assert_eq!(stats.records_sent, 80);
+        assert_eq!(stats.records_sent - stats.resent, 80, "{stats:?}");
         assert!(stats.dropped.is_empty(), "{:?}", stats.dropped);
     }
 
@@ -819,6 +1123,127 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
+    /// A listener whose accepted sockets have a small receive buffer, so that a collector
+    /// that stops reading soon closes its window and the sender's kernel keeps the rest.
+    fn small_window_listener() -> TcpListener {
+        let sock = socket2::Socket::new(
+            socket2::Domain::IPV4,
+            socket2::Type::STREAM,
+            Some(socket2::Protocol::TCP),
+        )
+        .unwrap();
+        sock.set_recv_buffer_size(4096).unwrap();
+        sock.bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())
+            .unwrap();
+        sock.listen(4).unwrap();
+        sock.into()
+    }
+
+    /// Bytes waiting unread in a socket's receive queue (FIONREAD).
+    fn unread_bytes(s: &TcpStream) -> usize {
+        use std::os::fd::AsRawFd;
+        let mut n: libc::c_int = 0;
+        // SAFETY: FIONREAD writes one c_int through a pointer to a live local.
+        let rc = unsafe { libc::ioctl(s.as_raw_fd(), libc::FIONREAD, &mut n as *mut libc::c_int) };
+        assert_eq!(rc, 0);
+        usize::try_from(n).unwrap()
+    }
+
+    #[test]
+    fn a_killed_collector_gets_again_what_its_tcp_never_acknowledged() {
+        let listener = small_window_listener();
+        let port = listener.local_addr().unwrap().port();
+        let (killed_tx, killed_rx) = mpsc::channel();
+        let server = thread::spawn(move || {
+            let (mut first, _) = listener.accept().unwrap();
+            // Read a little, then hang: the window closes and the sender's kernel holds the
+            // rest, unacknowledged. Past the delayed-ACK timer everything received is ACKed.
+            let mut read = vec![0; 1500];
+            first.read_exact(&mut read).unwrap();
+            thread::sleep(Duration::from_millis(500));
+            // Killed: closing with unread data answers the sender with a reset. What sat
+            // unread was acknowledged by this kernel and is lost to any HEP sender.
+            let unread = unread_bytes(&first);
+            drop(first);
+            killed_tx.send(()).unwrap();
+            let (mut second, _) = listener.accept().unwrap();
+            second
+                .set_read_timeout(Some(Duration::from_secs(20)))
+                .unwrap();
+            let mut after = Vec::new();
+            second.read_to_end(&mut after).unwrap();
+            (read.len() + unread, after)
+        });
+
+        // Steady traffic until the collector is gone, then a little more: the first write
+        // after the reset fails and the sink reconnects.
+        let mut sink = TcpHepSink::new(&target(port), encoder()).unwrap();
+        let mut n = 0;
+        let mut after_kill = None;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while after_kill.is_none_or(|k| n < k + 500) {
+            assert!(Instant::now() < deadline && n < 60_000, "no reset seen");
+            sink.send_batch(&batch(n..n + 50));
+            n += 50;
+            if after_kill.is_none() && killed_rx.try_recv().is_ok() {
+                after_kill = Some(n);
+            }
+            thread::sleep(Duration::from_millis(5));
+        }
+        let stats = sink.stats();
+        drop(sink);
+        let (acked, after) = server.join().unwrap();
+
+        // Where each packet ends in the stream, from an independent encoding of the same
+        // records: the first connection's peer acknowledged `acked` bytes, so the second
+        // connection must start with the first packet not wholly inside them.
+        let enc = encoder();
+        let mut stream = Vec::new();
+        let mut ends = Vec::new();
+        for r in batch(0..n) {
+            enc.encode(&r, &mut stream).unwrap();
+            ends.push(stream.len() as u64);
+        }
+        let first_unacked = ends.partition_point(|&end| end <= acked as u64);
+        assert!(first_unacked < n, "the first connection took everything");
+        let got = split(&after);
+        let want = ports(first_unacked..n);
+        assert!(
+            got == want,
+            "second connection: {} packets from {:?}, want {} from {:?}",
+            got.len(),
+            got.first(),
+            want.len(),
+            want.first()
+        );
+        assert!(stats.resent > 0, "{stats:?}");
+        assert!(stats.dropped.is_empty(), "{:?}", stats.dropped);
+    }
+
+    #[test]
+    fn backoff_doubles_to_its_ceiling_with_each_wait_between_half_and_all() {
+        let now = Instant::now();
+        let mut b = Backoff::new();
+        let mut waits = Vec::new();
+        let mut ceiling = RECONNECT_BACKOFF_MIN;
+        for _ in 0..12 {
+            b.failed(now);
+            let wait = b.next_attempt.unwrap() - now;
+            assert!(
+                wait >= ceiling / 2 && wait <= ceiling,
+                "{wait:?} for {ceiling:?}"
+            );
+            waits.push(wait);
+            ceiling = (ceiling * 2).min(RECONNECT_BACKOFF_MAX);
+        }
+        // Jitter: the waits at the ceiling are not all the same.
+        assert!(waits[6..].windows(2).any(|w| w[0] != w[1]), "{waits:?}");
+        b.reset();
+        assert!(b.due(now));
+        b.failed(now);
+        assert!(b.next_attempt.unwrap() - now <= RECONNECT_BACKOFF_MIN);
+    }
+
     /// Accepts `limit` bytes in writes of at most 7, then fails like a reset connection.
     struct Flaky {
         limit: usize,
@@ -853,7 +1278,7 @@ mod tests {
             got: Vec::new(),
         };
         let e = write_packets(&mut w, &buf, &ends, &mut written).unwrap_err();
-        assert_eq!(e.kind(), io::ErrorKind::ConnectionReset);
+        assert_eq!(e.0.kind(), io::ErrorKind::ConnectionReset);
         assert_eq!(written, 10);
 
         // Fails exactly on a boundary: nothing to resend.

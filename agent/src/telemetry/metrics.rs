@@ -52,7 +52,10 @@ pub const CAPTURE_LOST: &str = "hepcap_capture_lost_packets_total";
 pub const CAPTURE_ERRORS: &str = "hepcap_capture_errors_total";
 
 // HEP listeners.
-/// HEP messages received, by `source` (`hep-udp`, `hep-tcp`, `hep-tls`).
+/// HEP messages received, by `source` (`hep-udp`, `hep-tcp`, `hep-tls`): every datagram, or
+/// every frame of a stream, accepted or not. Relayed, keep-alives and message rejections add
+/// up to it; the connection-level rejections of streams (`tls_handshake`, `resync`,
+/// `truncated` at close) are not messages and are not in it.
 pub const LISTENER_RECEIVED: &str = "hepcap_listener_messages_received_total";
 /// Bytes received by HEP listeners, by `source`.
 pub const LISTENER_RECEIVED_BYTES: &str = "hepcap_listener_received_bytes_total";
@@ -84,7 +87,8 @@ pub const SINK_DROPS: &str = "hepcap_sink_dropped_records_total";
 pub const SINK_ERRORS: &str = "hepcap_sink_errors_total";
 /// Retries (reconnects, resends), by `sink`.
 pub const SINK_RETRIES: &str = "hepcap_sink_retries_total";
-/// Records sent again after a lost connection, by `sink`.
+/// Records sent again because a lost connection's peer never acknowledged them (TCP), by
+/// `sink`; they count again in `hepcap_sink_records_sent_total`.
 pub const SINK_RESENT: &str = "hepcap_sink_resent_records_total";
 /// Time one batch took to send, by `sink`.
 pub const SINK_SEND_SECONDS: &str = "hepcap_sink_send_duration_seconds";
@@ -110,11 +114,11 @@ pub const SPOOL_DROPS: &str = "hepcap_spool_dropped_records_total";
 pub const SIP_REQUESTS: &str = "hepcap_sip_requests_total";
 /// SIP responses through the pipeline, by `status_class` (`1xx` … `6xx`, `other`).
 pub const SIP_RESPONSES: &str = "hepcap_sip_responses_total";
-/// RTCP interarrival jitter, milliseconds.
+/// RTCP interarrival jitter of reports tied to a call, milliseconds (8 kHz RTP clock assumed).
 pub const RTCP_JITTER_MS: &str = "hepcap_rtcp_jitter_milliseconds";
-/// RTCP fraction lost, 0..1.
+/// RTCP fraction lost of reports tied to a call, 0..1.
 pub const RTCP_FRACTION_LOST: &str = "hepcap_rtcp_fraction_lost_ratio";
-/// Estimated MOS from RTCP reports, 1..5.
+/// MOS of RTCP XR VoIP metrics of reports tied to a call (MOS-CQ, else MOS-LQ), 1..5.
 pub const RTCP_MOS: &str = "hepcap_rtcp_mos";
 
 /// Histogram buckets by metric name (Prometheus needs them fixed up front).
@@ -188,7 +192,11 @@ pub(super) fn describe() {
         Unit::Count,
         "frames that produced no record, by reason"
     );
-    describe_counter!(LISTENER_RECEIVED, Unit::Count, "HEP messages received");
+    describe_counter!(
+        LISTENER_RECEIVED,
+        Unit::Count,
+        "HEP messages received, rejected ones included"
+    );
     describe_counter!(
         LISTENER_RECEIVED_BYTES,
         Unit::Bytes,
@@ -386,12 +394,22 @@ pub fn duplicates(source: &'static str, n: u64) {
     }
 }
 
-/// RTCP report hook: call once per report block once RTCP records exist.
-pub fn observe_rtcp(jitter_ms: f64, fraction_lost: f64, mos: Option<f64>) {
-    metrics::histogram!(RTCP_JITTER_MS).record(jitter_ms);
-    metrics::histogram!(RTCP_FRACTION_LOST).record(fraction_lost);
-    if let Some(mos) = mos {
-        metrics::histogram!(RTCP_MOS).record(mos);
+/// RTP clock rate assumed to turn RTCP interarrival jitter (RTP timestamp units) into
+/// milliseconds: 8 kHz, the clock of G.711, G.729 and most narrowband voice. The SDP's
+/// `a=rtpmap` clock is not tracked per stream yet, so wideband streams read too high.
+pub const RTCP_ASSUMED_CLOCK_HZ: f64 = 8000.0;
+
+/// Observes one RTCP report tied to a call: each reception report block's jitter (RTP
+/// timestamp units, see [`RTCP_ASSUMED_CLOCK_HZ`]) and fraction lost (of 256), and the
+/// report's MOS×100 (from an XR VoIP metrics block) when it has one.
+pub fn observe_rtcp(blocks: &[(u32, u8)], mos_x100: Option<u16>) {
+    for &(jitter, fraction) in blocks {
+        metrics::histogram!(RTCP_JITTER_MS)
+            .record(f64::from(jitter) * 1000.0 / RTCP_ASSUMED_CLOCK_HZ);
+        metrics::histogram!(RTCP_FRACTION_LOST).record(f64::from(fraction) / 256.0);
+    }
+    if let Some(mos) = mos_x100 {
+        metrics::histogram!(RTCP_MOS).record(f64::from(mos) / 100.0);
     }
 }
 

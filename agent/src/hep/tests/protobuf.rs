@@ -159,7 +159,8 @@ fn protobuf_errors() {
         }
         assert_eq!(decode(&encode(&pb)), pe(ProtobufError::Address { field }));
     }
-    // Not protobuf at all.
+    // Not HEP at all: no magic, and no key of a field of the HEP message first (field 0;
+    // field 31; field 1 as bytes instead of a varint; 'G' = field 8 with wire type 7).
     for garbage in [
         &b"\x07"[..],
         b"\xff\xff\xff",
@@ -167,8 +168,10 @@ fn protobuf_errors() {
         b"GET / HTTP/1.1\r\n",
     ] {
         let err = decode(garbage).unwrap_err();
-        assert_eq!(err.reason(), "protobuf", "{garbage:?}");
+        assert_eq!(err.reason(), "bad_magic", "{garbage:?}");
     }
+    // Starts as a HEP message (field 1, varint) but the varint never ends.
+    assert_eq!(decode(b"\x08\xff").unwrap_err().reason(), "protobuf");
 }
 
 #[test]
