@@ -157,7 +157,9 @@ fn live_capture_matches_kamailio_mirror(mode: &str) {
         None,
         &[format!("HEP_DST=\"sip:127.0.0.1:{port}\"")],
     );
-    place_calls(&dir, CALLS);
+    // A call SIPp aborted on a reordered 180 still sent (and Kamailio mirrored) its messages;
+    // only its message set differs from the template.
+    let aborted = place_calls_allowing_reorder(&dir, CALLS);
     // gen_calls.sh waits 2.5 s after the last call; nothing is in flight any more.
     kamailio.stop();
     drop(kamailio);
@@ -244,7 +246,7 @@ fn live_capture_matches_kamailio_mirror(mode: &str) {
         MAY_BE_ABSORBED.2.to_string(),
     );
     let mut absorbed_180 = 0;
-    for call in &calls {
+    for call in calls.iter().filter(|c| !aborted.iter().any(|a| a == *c)) {
         let seen: BTreeSet<(String, String, String)> = cap
             .keys()
             .filter(|m| m.call_id == *call)
@@ -258,7 +260,12 @@ fn live_capture_matches_kamailio_mirror(mode: &str) {
         assert_eq!(seen, want, "{mode}: messages of call {call}");
     }
     let distinct = cap.len();
-    assert_eq!(distinct, CALLS * CALL.len() - absorbed_180, "{mode}");
+    let complete = cap.keys().filter(|m| !aborted.contains(&m.call_id)).count();
+    assert_eq!(
+        complete,
+        (CALLS - aborted.len()) * CALL.len() - absorbed_180,
+        "{mode}"
+    );
     let retransmissions = captured.len() - distinct;
 
     // 5. Time: each captured message within 100 ms of Kamailio's stamp of the same message
