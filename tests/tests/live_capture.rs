@@ -4,6 +4,7 @@
 //! side:
 //!
 //! - an INVITE over UDP whose SDP announces media at 10.77.0.1:30000 (so RTCP at :30001),
+//! - a 3.7 kB MESSAGE over UDP, which leaves the sender as three IPv4 fragments,
 //! - OPTIONS over UDP to a port that is not a SIP port (found by its start line),
 //! - OPTIONS over UDP and IPv6,
 //! - three SIP messages over TCP to port 5060: two in one segment, one in a second segment,
@@ -52,6 +53,13 @@ invite = sip("INVITE sip:bob@10.77.0.2 SIP/2.0", "live-invite@10.77.0.1", "UDP 1
              sdp, "application/sdp")
 mark("sip", invite, "10.77.0.1:5060", "10.77.0.2:5060", "udp")
 u4.sendto(invite, ("10.77.0.2", 5060))
+time.sleep(0.02)
+
+# Larger than the veth's 1500-byte MTU: the sender's kernel sends three IPv4 fragments.
+big = sip("MESSAGE sip:bob@10.77.0.2 SIP/2.0", "live-fragmented@10.77.0.1", "UDP 10.77.0.1:5060",
+          b"x" * 3600, "text/plain")
+mark("sip", big, "10.77.0.1:5060", "10.77.0.2:5060", "udp")
+u4.sendto(big, ("10.77.0.2", 5060))
 time.sleep(0.02)
 
 other = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -335,11 +343,16 @@ fn copied(summary: &str) -> u64 {
 }
 
 fn cap_eff(pid: u32) -> String {
+    proc_status(pid, "CapEff:")
+}
+
+/// The value of one `/proc/<pid>/status` line.
+fn proc_status(pid: u32, key: &str) -> String {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read status");
     status
         .lines()
-        .find_map(|l| l.strip_prefix("CapEff:"))
-        .expect("CapEff line")
+        .find_map(|l| l.strip_prefix(key))
+        .unwrap_or_else(|| panic!("no {key} line"))
         .trim()
         .to_string()
 }
@@ -350,8 +363,19 @@ fn run_mode(mode: &str, tag: &str) {
     require_tool("python3");
     let ns = Netns::new(tag);
     let dir = scratch_dir(&format!("live-{tag}"));
-    let jsonl = dir.join("out.jsonl");
     let log = dir.join("hepcap.log");
+    // XDP runs as `nobody` after start-up (--user): its JSON lines go to a directory that
+    // user can reach and write, outside the checkout (which may sit under /root).
+    let as_nobody = mode == "xdp";
+    let out_dir = if as_nobody {
+        let d = std::env::temp_dir().join(format!("hepcap-live-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::set_permissions(&d, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+        d
+    } else {
+        dir.clone()
+    };
+    let jsonl = out_dir.join("out.jsonl");
     let _ = std::fs::remove_file(&jsonl);
     let mut args: Vec<String> = vec![
         "run".into(),
@@ -364,6 +388,9 @@ fn run_mode(mode: &str, tag: &str) {
     ];
     if mode == "xdp" {
         args.extend(["--xdp-mode".into(), "generic".into()]);
+    }
+    if as_nobody {
+        args.extend(["--user".into(), "nobody".into()]);
     }
     // RTCP must reach user space through the RTCP map the SDP filled, not through the
     // window that follows SIP.
@@ -392,6 +419,12 @@ fn run_mode(mode: &str, tag: &str) {
         "0000000000000000",
         "hepcap kept effective capabilities after start-up"
     );
+    if as_nobody {
+        // Real, effective, saved and filesystem uid all nobody's (65534 on Debian).
+        let uid = proc_status(hepcap_pid, "Uid:");
+        assert_eq!(uid, "65534\t65534\t65534\t65534", "--user nobody");
+        assert_eq!(proc_status(hepcap_pid, "CapPrm:"), "0000000000000000");
+    }
 
     let mut tcp_sink = Guard::spawn(
         "tcp sink",
@@ -420,7 +453,7 @@ fn run_mode(mode: &str, tag: &str) {
         String::from_utf8_lossy(&sender.stderr)
     );
     let sent = parse_sent(&String::from_utf8_lossy(&sender.stdout));
-    assert_eq!(sent.iter().filter(|s| s.kind == "sip").count(), 6);
+    assert_eq!(sent.iter().filter(|s| s.kind == "sip").count(), 7);
     assert_eq!(sent.iter().filter(|s| s.kind == "rtcp").count(), 3);
     tcp_sink.wait_exit(Duration::from_secs(10));
 
@@ -448,7 +481,7 @@ fn check_records(mode: &str, jsonl: &Path, sent: &[Sent], summary: &str) {
     );
     assert_eq!(
         sip.len(),
-        6,
+        7,
         "SIP records ({mode}):\n{records:#?}\n{summary}"
     );
     assert_eq!(
@@ -511,17 +544,19 @@ fn check_counters(mode: &str, summary: &str) {
         // The classic filter also passes TCP segments without payload on the SIP port
         // (handshake, ACKs, FIN), never RTP or the unrelated datagrams (300 of them).
         assert!(
-            (4 + 2 + 3..=4 + 2 + 3 + 12).contains(&copied),
+            (3 + 3 + 2 + 3..=3 + 3 + 2 + 3 + 12).contains(&copied),
             "pcap copied {copied} packets:\n{summary}"
         );
         return;
     }
-    // The kernel copied exactly the SIP datagrams (3 UDP + 2 TCP segments with payload) and
-    // the 3 RTCP reports; it saw, and kept to itself, 200 RTP and 100 unrelated datagrams.
+    // The kernel copied exactly the SIP datagrams (3 UDP + 2 TCP segments with payload), the
+    // 3 fragments of the large one, and the 3 RTCP reports; it saw, and kept to itself, 200
+    // RTP and 100 unrelated datagrams.
     assert_eq!(kernel_counter(summary, "sip"), 5, "{summary}");
+    assert_eq!(kernel_counter(summary, "fragments"), 3, "{summary}");
     assert_eq!(kernel_counter(summary, "rtcp"), 3, "{summary}");
     assert_eq!(kernel_counter(summary, "output_failed"), 0, "{summary}");
-    assert_eq!(copied, 8, "{summary}");
+    assert_eq!(copied, 11, "{summary}");
     assert!(kernel_counter(summary, "seen") >= 8 + 300, "{summary}");
 }
 
