@@ -105,9 +105,12 @@ mod tests {
             data: b"x",
         };
         assert_eq!(found, vec![UserData::Whole(b"abc"), piece]);
+        // A cut packet yields the chunks wholly before the cut, never a partial one.
         for n in 0..p.len() {
-            let _ = user_data(&p[..n]).count();
+            let got: Vec<_> = user_data(&p[..n]).collect();
+            assert!(found.starts_with(&got), "cut at {n}: {got:?}");
         }
+        assert_eq!(user_data(&p[..p.len() - 4]).count(), 1);
         assert_eq!(ports(&p[..11]), Err(SkipReason::Truncated));
     }
 }
