@@ -457,8 +457,19 @@ fn run_mode(mode: &str, tag: &str) {
     assert_eq!(sent.iter().filter(|s| s.kind == "rtcp").count(), 3);
     tcp_sink.wait_exit(Duration::from_secs(10));
 
-    // Let the decode thread drain, then stop: the summary comes at exit.
-    std::thread::sleep(Duration::from_millis(500));
+    // Records reach the JSON lines while the agent runs (not only at exit): 7 SIP + 3 RTCP.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let lines = std::fs::read_to_string(&jsonl).unwrap_or_default().lines().count();
+        if lines == 10 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{mode}: {lines} of 10 records written while running"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let status = agent.terminate(Duration::from_secs(20));
     assert!(
         status.is_some_and(|s| s.success()),

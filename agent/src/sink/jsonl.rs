@@ -26,7 +26,8 @@
 //! `sip.cseq.method_base64` and `payload_base64`.
 //!
 //! Lines are serialized with borrowed structs straight into a batch buffer, which is written
-//! out once it holds [`WRITE_AT`] bytes and on flush. The buffer does what a `BufWriter` would,
+//! out once it holds [`WRITE_AT`] bytes, once its oldest line waited [`WRITE_AFTER`] (so a
+//! live agent's output can be followed with `tail -f` or a pipe), and on flush. The buffer does what a `BufWriter` would,
 //! and because it is written in whole lines the sink knows which records a failed write lost:
 //! they are counted as `write_error`, and the sink stops writing (a reader such as `head` has
 //! gone away, or the disk is full).
@@ -49,6 +50,10 @@ use crate::telemetry::LogLimit;
 /// Buffered bytes that trigger a write.
 pub const WRITE_AT: usize = 64 * 1024;
 
+/// Longest a buffered line waits for more before it is written (checked on each batch and
+/// when the pipeline finds the sink idle).
+pub const WRITE_AFTER: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// One JSON object per record, to a file or standard output.
 #[derive(Debug)]
 pub struct JsonlSink {
@@ -59,6 +64,8 @@ pub struct JsonlSink {
     pending: Vec<u8>,
     /// Records in `pending`.
     pending_records: u64,
+    /// When the first line now in `pending` was added.
+    pending_since: Instant,
     /// A write failed; every later record is dropped.
     failed: bool,
     clock: Rfc3339Micros,
@@ -101,6 +108,7 @@ impl JsonlSink {
             identity,
             pending: Vec::with_capacity(WRITE_AT + WRITE_AT / 4),
             pending_records: 0,
+            pending_since: Instant::now(),
             failed: false,
             clock: Rfc3339Micros::default(),
             stats: SinkStats::default(),
@@ -182,12 +190,22 @@ impl Sink for JsonlSink {
             *self.stats.dropped.entry("write_error").or_default() += batch.len() as u64;
             return;
         }
+        if self.pending.is_empty() {
+            self.pending_since = Instant::now();
+        }
         for record in batch {
             self.encode(record);
         }
-        if self.pending.len() >= WRITE_AT {
-            self.write_pending();
+        if self.pending.len() >= WRITE_AT || self.pending_since.elapsed() >= WRITE_AFTER {
+            self.flush();
         }
+    }
+
+    fn idle(&mut self) -> Option<bool> {
+        if !self.pending.is_empty() && !self.failed {
+            self.flush();
+        }
+        None
     }
 
     fn flush(&mut self) {
