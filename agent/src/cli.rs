@@ -286,11 +286,14 @@ pub struct CaptureArgs {
     #[arg(long, value_name = "MS", default_value_t = 500)]
     pub rtcp_after_sip_ms: u32,
 
-    /// Classic BPF filter expression for --capture pcap, replacing the generated one.
+    /// Classic BPF filter expression for --capture pcap, replacing the generated one. With
+    /// --capture auto it selects libpcap; --capture ebpf and xdp refuse it.
     #[arg(long, value_name = "EXPR")]
     pub bpf: Option<String>,
 
-    /// After start-up, switch to this user (capabilities still needed are kept).
+    /// After start-up (programs attached, capture sockets open), become this user. Every
+    /// capability is dropped either way; sinks, spool, --metrics and listeners are opened
+    /// afterwards, as this user.
     #[arg(long, value_name = "NAME")]
     pub user: Option<String>,
 

@@ -246,7 +246,8 @@ fn attach_xdp(
                 tracing::warn!(
                     interface = %iface.name,
                     error = %e,
-                    "native XDP refused; using generic XDP on this interface (slower)"
+                    "native XDP refused (the driver has no XDP support, or another program \
+                     is attached); using generic XDP on this interface (slower)"
                 );
                 prog.attach_to_if_index(iface.index, XdpMode::Skb)
                     .map(|_| "generic")

@@ -92,6 +92,8 @@ pub enum CaptureError {
     NoInterface(String),
     #[error("--capture xdp needs at least one --interface")]
     XdpNeedsInterface,
+    #[error("--bpf is a libpcap filter: it works with --capture pcap (or auto), not ebpf or xdp")]
+    BpfNeedsPcap,
     #[error("load eBPF object: {0}")]
     Load(String),
     #[error("the kernel's verifier refused the program: {0}")]
@@ -359,7 +361,16 @@ fn resolve_interfaces(names: &[String]) -> Result<Vec<Interface>, CaptureError> 
 /// once why.
 pub fn open(opts: &LiveOptions) -> Result<Opened, CaptureError> {
     let interfaces = resolve_interfaces(&opts.interfaces)?;
-    let kind = match opts.mode {
+    let mode = match (opts.mode, &opts.bpf) {
+        (Mode::Ebpf | Mode::Xdp, Some(_)) => return Err(CaptureError::BpfNeedsPcap),
+        // A classic filter given by hand says which capture the operator wants.
+        (Mode::Auto, Some(_)) => {
+            tracing::info!("--bpf given: using libpcap with that filter");
+            Mode::Pcap
+        }
+        (m, _) => m,
+    };
+    let kind = match mode {
         Mode::Ebpf => open_ebpf(opts, &interfaces, None)?,
         Mode::Xdp => open_ebpf(opts, &interfaces, Some(opts.xdp_attach))?,
         Mode::Pcap => open_pcap(opts, &interfaces)?,
@@ -491,7 +502,11 @@ impl Opened {
             .spawn(move || decode_loop(processor, &rx, &backlog, &ring))?;
         tracing::info!(
             mode,
-            interfaces = ?opts.interfaces,
+            interfaces = %if opts.interfaces.is_empty() {
+                "all".to_string()
+            } else {
+                opts.interfaces.join(",")
+            },
             "live capture started"
         );
         Ok(LiveCapture {

@@ -4,7 +4,8 @@
 //! After start-up nothing hepcap does needs a privilege: perf buffers are mapped, maps are
 //! reached through descriptors it already holds, and attached programs stay attached while
 //! those descriptors live. So every capability is dropped, from every set, and with `--user`
-//! the process also becomes that user.
+//! the process also becomes that user. (The bounding set is left as it is: with every other
+//! set empty and `no_new_privs` set, nothing can be regained from it.)
 
 use caps::{CapSet, Capability};
 
@@ -61,8 +62,9 @@ pub fn missing(mode: &str) -> Option<String> {
         .map(|h| h.cap.to_string())
         .collect();
     (!missing.is_empty()).then(|| {
+        let them = if missing.len() == 1 { "it" } else { "them" };
         format!(
-            "{mode} capture needs {} (run as root, or grant them with setcap)",
+            "{mode} capture needs {} (run as root, or grant {them} with setcap)",
             missing.join(", ")
         )
     })
