@@ -460,7 +460,10 @@ fn run_mode(mode: &str, tag: &str) {
     // Records reach the JSON lines while the agent runs (not only at exit): 7 SIP + 3 RTCP.
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let lines = std::fs::read_to_string(&jsonl).unwrap_or_default().lines().count();
+        let lines = std::fs::read_to_string(&jsonl)
+            .unwrap_or_default()
+            .lines()
+            .count();
         if lines == 10 {
             break;
         }
