@@ -81,7 +81,11 @@ fn wait_for(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
 fn prom_value(port: u16, query: &str) -> Option<f64> {
     let path = format!(
         "/api/v1/query?query={}",
-        query.replace('+', "%2B").replace(' ', "%20")
+        query
+            .replace('+', "%2B")
+            .replace(' ', "%20")
+            .replace('[', "%5B")
+            .replace(']', "%5D")
     );
     let (_, body) = http_get(port, &path)?;
     let v: serde_json::Value = serde_json::from_str(&body).ok()?;
@@ -185,9 +189,17 @@ fn prometheus_scrapes_a_replay_and_agrees_with_the_summary() {
     let sent = summary_number(&stderr, "sink jsonl", "records");
     assert!(sip > 0 && sent == sip, "summary:\n{stderr}");
 
-    // Prometheus saw the final values during the hold.
-    let decoded = prom_value(prom_port, "sum(hepcap_decode_records_total)");
-    let delivered = prom_value(prom_port, "sum(hepcap_sink_records_sent_total)");
+    // Prometheus saw the final values during the hold. hepcap has exited by now: the first
+    // failed scrape marks its series stale and a plain instant query would then find nothing,
+    // so every query reads the last sample of the past minute.
+    let decoded = prom_value(
+        prom_port,
+        "sum(last_over_time(hepcap_decode_records_total[1m]))",
+    );
+    let delivered = prom_value(
+        prom_port,
+        "sum(last_over_time(hepcap_sink_records_sent_total[1m]))",
+    );
     assert_eq!(decoded, Some(sip as f64), "decode records vs summary");
     assert_eq!(delivered, Some(sent as f64), "sink records vs summary");
     for series in [
@@ -200,13 +212,15 @@ fn prometheus_scrapes_a_replay_and_agrees_with_the_summary() {
         "hepcap_sink_breaker_state",
     ] {
         assert!(
-            prom_value(prom_port, &format!("count({series})")).is_some_and(|n| n > 0.0),
+            prom_value(prom_port, &format!("count(last_over_time({series}[1m]))"))
+                .is_some_and(|n| n > 0.0),
             "series {series} missing in Prometheus"
         );
     }
     let messages = prom_value(
         prom_port,
-        "sum(hepcap_sip_requests_total) + sum(hepcap_sip_responses_total)",
+        "sum(last_over_time(hepcap_sip_requests_total[1m])) + \
+         sum(last_over_time(hepcap_sip_responses_total[1m]))",
     );
     assert_eq!(
         messages,
