@@ -52,6 +52,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
+use crate::measure::{build_hepcap, online_cpus, proc_stat_cpu, proc_vm_hwm, thread_cpu};
 use crate::workspace;
 
 /// Packets per "frame" of the traffic pattern: 10 SIP/RTCP slots, 100 RTP.
@@ -195,7 +196,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("target"));
     let hepcap = if args.modes.iter().any(|m| m.is_hepcap()) {
-        Some(build_hepcap(&root, &target, args.no_build)?)
+        Some(build_hepcap(
+            "bench-capture",
+            &root,
+            &target,
+            args.no_build,
+        )?)
     } else {
         None
     };
@@ -270,27 +276,6 @@ fn which(tool: &str) -> Option<PathBuf> {
         .chain(["/usr/sbin", "/sbin"].map(PathBuf::from))
         .map(|d| d.join(tool))
         .find(|p| p.is_file())
-}
-
-/// `cargo build --release -p hepcap --bin hepcap`, then the path of the binary.
-fn build_hepcap(root: &Path, target: &Path, no_build: bool) -> anyhow::Result<PathBuf> {
-    if !no_build {
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        eprintln!("bench-capture: cargo build --release -p hepcap");
-        let status = Command::new(cargo)
-            .args(["build", "--release", "-p", "hepcap", "--bin", "hepcap"])
-            .current_dir(root)
-            .status()
-            .context("run cargo build")?;
-        if !status.success() {
-            bail!("cargo build --release -p hepcap failed: {status}");
-        }
-    }
-    let bin = target.join("release/hepcap");
-    if !bin.is_file() {
-        bail!("{} not found", bin.display());
-    }
-    Ok(bin)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1578,15 +1563,6 @@ fn classify_frame(f: &[u8]) -> Option<Kind> {
 // ---------------------------------------------------------------------------------------------
 // Measurements
 
-/// CPU time of the calling thread.
-fn thread_cpu() -> Duration {
-    // SAFETY: timespec is plain old data; clock_gettime fills it.
-    let mut ts: libc::timespec = unsafe { zeroed() };
-    // SAFETY: a valid clock id and a pointer to a live timespec.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
-}
-
 /// CPU time of a process: the sum of its threads' run time in /proc/PID/task/*/schedstat
 /// (nanoseconds; /proc/PID/stat counts in 10 ms ticks, too coarse for tcpdump), else user +
 /// sys from /proc/PID/stat. The capturers' threads live as long as they do, so the sum over
@@ -1610,44 +1586,6 @@ fn proc_cpu(pid: u32) -> Option<Duration> {
         return Some(Duration::from_nanos(ns));
     }
     proc_stat_cpu(pid)
-}
-
-/// utime + stime of a process, from /proc/PID/stat.
-fn proc_stat_cpu(pid: u32) -> Option<Duration> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name may hold spaces; the fields after it are fixed.
-    let after = &stat[stat.rfind(')')? + 2..];
-    let f: Vec<&str> = after.split_whitespace().collect();
-    // utime and stime are fields 14 and 15 of the whole line, 12 and 13 after "(comm) ".
-    let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
-    Some(ticks_to_duration(ticks))
-}
-
-fn ticks_to_duration(ticks: u64) -> Duration {
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
-    Duration::from_nanos(ticks * 1_000_000_000 / hz)
-}
-
-/// Peak resident set (VmHWM) of a process, KiB.
-fn proc_vm_hwm(pid: u32) -> Option<u64> {
-    let f = File::open(format!("/proc/{pid}/status")).ok()?;
-    BufReader::new(f)
-        .lines()
-        .map_while(Result::ok)
-        .find_map(|l| {
-            l.strip_prefix("VmHWM:")?
-                .trim()
-                .trim_end_matches(" kB")
-                .trim()
-                .parse()
-                .ok()
-        })
-}
-
-fn online_cpus() -> i64 {
-    // SAFETY: sysconf has no preconditions.
-    unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) }
 }
 
 fn kernel_release() -> String {

@@ -23,7 +23,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{self, BufRead, BufReader};
+use std::io;
 use std::mem::{size_of, zeroed};
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
@@ -36,6 +36,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
+use crate::measure::{
+    build_hepcap, online_cpus, proc_stat_cpu as proc_cpu, proc_vm_hwm, thread_cpu,
+};
 use crate::workspace;
 
 /// Datagrams per `sendmmsg`/`recvmmsg` call in the generator, forwarder and receiver.
@@ -89,7 +92,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("target"));
-    let hepcap = build_hepcap(&root, &target, no_build)?;
+    let hepcap = build_hepcap("bench-relay", &root, &target, no_build)?;
     let dir = target.join("bench");
     std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
     let load = Load {
@@ -684,44 +687,6 @@ fn receive(
     Ok(c)
 }
 
-/// CPU time of the calling thread.
-fn thread_cpu() -> Duration {
-    // SAFETY: timespec is plain old data; clock_gettime fills it.
-    let mut ts: libc::timespec = unsafe { zeroed() };
-    // SAFETY: a valid clock id and a pointer to a live timespec.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
-}
-
-/// utime + stime of a process, from /proc/PID/stat.
-fn proc_cpu(pid: u32) -> Option<Duration> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name may hold spaces; the fields after it are fixed.
-    let after = &stat[stat.rfind(')')? + 2..];
-    let f: Vec<&str> = after.split_whitespace().collect();
-    // utime and stime are fields 14 and 15 of the whole line, 12 and 13 after "(comm) ".
-    let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
-    Some(Duration::from_nanos(ticks * 1_000_000_000 / hz))
-}
-
-/// Peak resident set (VmHWM) of a process, KiB.
-fn proc_vm_hwm(pid: u32) -> Option<u64> {
-    let f = File::open(format!("/proc/{pid}/status")).ok()?;
-    BufReader::new(f)
-        .lines()
-        .map_while(Result::ok)
-        .find_map(|l| {
-            l.strip_prefix("VmHWM:")?
-                .trim()
-                .trim_end_matches(" kB")
-                .trim()
-                .parse()
-                .ok()
-        })
-}
-
 /// The `drops` column of /proc/net/udp for the socket bound to 127.0.0.1:`port`.
 fn proc_net_udp_drops(port: u16) -> u64 {
     let local = format!("0100007F:{port:04X}");
@@ -767,27 +732,6 @@ fn hep3_packet(size: usize, n: usize) -> Vec<u8> {
     p
 }
 
-/// `cargo build --release -p hepcap`, then the path of the binary.
-fn build_hepcap(root: &Path, target: &Path, no_build: bool) -> anyhow::Result<PathBuf> {
-    if !no_build {
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        eprintln!("bench-relay: cargo build --release -p hepcap");
-        let status = Command::new(cargo)
-            .args(["build", "--release", "-p", "hepcap", "--bin", "hepcap"])
-            .current_dir(root)
-            .status()
-            .context("run cargo build")?;
-        if !status.success() {
-            bail!("cargo build --release -p hepcap failed: {status}");
-        }
-    }
-    let bin = target.join("release/hepcap");
-    if !bin.is_file() {
-        bail!("{} not found", bin.display());
-    }
-    Ok(bin)
-}
-
 fn median(mut v: Vec<f64>) -> f64 {
     if v.is_empty() {
         return 0.0;
@@ -811,11 +755,6 @@ fn thousands(n: u64) -> String {
         out.push(c);
     }
     out
-}
-
-fn online_cpus() -> i64 {
-    // SAFETY: sysconf has no preconditions.
-    unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) }
 }
 
 fn report(load: &Load, hepcap: &Path, forwarder: &[RunResult], hepcap_runs: &[RunResult]) {

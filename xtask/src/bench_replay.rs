@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
+use crate::measure::build_hepcap;
 use crate::siptraffic::{self, TrafficSpec, TrafficSummary};
 use crate::workspace;
 
@@ -92,7 +93,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let hepcap = match hepcap {
         Some(path) if path.is_file() => path,
         Some(path) => bail!("{} not found", path.display()),
-        None => build_hepcap(&root, &target, no_build)?,
+        None => build_hepcap("bench-replay", &root, &target, no_build)?,
     };
     warm_page_cache(&capture)?;
 
@@ -245,27 +246,6 @@ fn ensure_capture(dir: &Path, spec: TrafficSpec) -> anyhow::Result<(PathBuf, Tra
         started.elapsed().as_secs_f64()
     );
     Ok((path, summary))
-}
-
-/// `cargo build --release -p hepcap`, then the path of the binary.
-fn build_hepcap(root: &Path, target: &Path, no_build: bool) -> anyhow::Result<PathBuf> {
-    if !no_build {
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        eprintln!("bench-replay: cargo build --release -p hepcap");
-        let status = Command::new(cargo)
-            .args(["build", "--release", "-p", "hepcap"])
-            .current_dir(root)
-            .status()
-            .context("run cargo build")?;
-        if !status.success() {
-            bail!("cargo build --release -p hepcap failed: {status}");
-        }
-    }
-    let bin = target.join("release/hepcap");
-    if !bin.is_file() {
-        bail!("{} not found", bin.display());
-    }
-    Ok(bin)
 }
 
 /// Reads the capture once so that every run starts from the page cache.

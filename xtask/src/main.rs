@@ -12,6 +12,7 @@ mod chores;
 mod conformance;
 mod expected;
 mod gen_pcaps;
+mod measure;
 mod siptraffic;
 mod tshark;
 mod workspace;
