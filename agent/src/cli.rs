@@ -252,13 +252,15 @@ pub enum CaptureMode {
 }
 
 impl CaptureMode {
-    pub fn as_str(self) -> &'static str {
+    /// The live capture this mode asks for; `None` for `none`.
+    pub fn live(self) -> Option<crate::capture::Mode> {
+        use crate::capture::Mode;
         match self {
-            CaptureMode::Auto => "auto",
-            CaptureMode::Ebpf => "ebpf",
-            CaptureMode::Xdp => "xdp",
-            CaptureMode::Pcap => "pcap",
-            CaptureMode::None => "none",
+            CaptureMode::Auto => Some(Mode::Auto),
+            CaptureMode::Ebpf => Some(Mode::Ebpf),
+            CaptureMode::Xdp => Some(Mode::Xdp),
+            CaptureMode::Pcap => Some(Mode::Pcap),
+            CaptureMode::None => None,
         }
     }
 }

@@ -13,8 +13,7 @@ use std::time::Duration;
 
 use hepcap::capture;
 use hepcap::cli::{
-    CaptureMode, CheckArgs, Cli, Command, HepMode, LogFormat, PipelineArgs, ReplayArgs, RunArgs,
-    SinkArgs,
+    CheckArgs, Cli, Command, HepMode, LogFormat, PipelineArgs, ReplayArgs, RunArgs, SinkArgs,
 };
 use hepcap::hep::HepEncoder;
 use hepcap::hep::{IdentityRewrite, Limits};
@@ -300,13 +299,7 @@ fn run_agent(args: RunArgs, quiet: bool) -> anyhow::Result<ExitCode> {
 
     // Privileged start-up first, on this thread, before any other thread exists: capabilities
     // are per thread, and every thread started later inherits the dropped set.
-    let mode = match capture_mode {
-        CaptureMode::None => None,
-        CaptureMode::Auto => Some(capture::Mode::Auto),
-        CaptureMode::Ebpf => Some(capture::Mode::Ebpf),
-        CaptureMode::Xdp => Some(capture::Mode::Xdp),
-        CaptureMode::Pcap => Some(capture::Mode::Pcap),
-    };
+    let mode = capture_mode.live();
     let opened = match mode {
         None => None,
         Some(mode) => {

@@ -39,6 +39,9 @@ pub struct Processor {
     /// Stamp records with the current time instead of the capture time.
     restamp: bool,
     stats: ProcessStats,
+    /// Records out and frames skipped, in the metrics (correlated RTCP carries the same
+    /// source label as the SIP it came from).
+    counters: metrics::DecodeCounters,
     /// Counts already added to the metrics: correlated, late, uncorrelated, malformed,
     /// duplicates.
     published: [u64; 5],
@@ -52,16 +55,18 @@ impl Processor {
         correlate: CorrelatorConfig,
         dedup: Option<DedupConfig>,
     ) -> Self {
+        let label = source.as_str();
         let mut decoder = Decoder::new(decoder);
         decoder.rtcp_tap().enable(true);
         Processor {
-            correlator: Correlator::new(correlate, source.as_str()),
+            correlator: Correlator::new(correlate, label),
             source,
             decoder,
             dedup: dedup.map(Dedup::new),
             out: Vec::new(),
             restamp: false,
             stats: ProcessStats::default(),
+            counters: metrics::DecodeCounters::new(label),
             published: [0; 5],
         }
     }
@@ -86,6 +91,7 @@ impl Processor {
             out,
             restamp,
             stats,
+            counters,
             ..
         } = self;
         let restamp = *restamp;
@@ -108,7 +114,8 @@ impl Processor {
             if restamp {
                 record.ts = Timestamp::now();
             }
-            push(ring, record);
+            counters.record();
+            ring.push(record);
         });
         decoder.rtcp_tap().drain(|d| {
             if !duplicate(dedup, d.src, d.dst, 17, d.payload, d.ts) {
@@ -121,7 +128,7 @@ impl Processor {
             Err(SkipReason::Rtcp) | Ok(_) => {}
             Err(reason) => {
                 self.stats.skipped.add(reason);
-                metrics::decode_skip(self.source.as_str(), reason);
+                self.counters.skip(reason);
             }
         }
     }
@@ -188,15 +195,10 @@ impl Processor {
             if self.restamp {
                 record.ts = Timestamp::now();
             }
-            push(ring, record);
+            self.counters.record();
+            ring.push(record);
         }
     }
-}
-
-/// Offers a record to the ring, counted as decoder output.
-fn push(ring: &Ring, record: Record) {
-    metrics::decode_record(record.source.as_str());
-    ring.push(record);
 }
 
 /// True when the datagram is a copy of one seen within the window.

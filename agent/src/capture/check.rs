@@ -146,23 +146,18 @@ fn mode_ebpf(opts: &LiveOptions, xdp: bool) -> Item {
         Err(e) => return item(name, false, e.to_string()),
     };
     let loaded = if xdp {
-        bpf.program_mut(hepcap_common::PROG_XDP)
-            .and_then(|p| <&mut aya::programs::Xdp>::try_from(p).ok())
-            .map(|p| p.load())
+        super::ebpf::load_program::<aya::programs::Xdp>(&mut bpf, hepcap_common::PROG_XDP)
+            .map(|_| "needs --interface; native mode where the driver has it, else generic")
     } else {
-        bpf.program_mut(hepcap_common::PROG_SOCKET)
-            .and_then(|p| <&mut aya::programs::SocketFilter>::try_from(p).ok())
-            .map(|p| p.load())
+        super::ebpf::load_program::<aya::programs::SocketFilter>(
+            &mut bpf,
+            hepcap_common::PROG_SOCKET,
+        )
+        .map(|_| "the verifier accepted the socket filter")
     };
     match loaded {
-        Some(Ok(())) if xdp => item(
-            name,
-            true,
-            "needs --interface; native mode where the driver has it, else generic",
-        ),
-        Some(Ok(())) => item(name, true, "the verifier accepted the socket filter"),
-        Some(Err(e)) => item(name, false, super::ebpf::verifier_error(e).to_string()),
-        None => item(name, false, "program missing from the object"),
+        Ok(detail) => item(name, true, detail),
+        Err(e) => item(name, false, e.to_string()),
     }
 }
 

@@ -97,8 +97,7 @@ pub fn load(opts: &LiveOptions) -> Result<Ebpf, CaptureError> {
         .load(object)
         .map_err(|e| CaptureError::Load(e.to_string()))?;
     let lo_ifindex = super::ifindex("lo").unwrap_or(0);
-    let mut config: Array<_, Config> = Array::try_from(map(&mut bpf, common::MAP_CONFIG)?)
-        .map_err(|e| CaptureError::Map(common::MAP_CONFIG, e.to_string()))?;
+    let mut config: Array<_, Config> = map_mut(&mut bpf, common::MAP_CONFIG)?;
     let flags = if opts.rtcp_heuristic {
         common::FLAG_RTCP_HEURISTIC
     } else {
@@ -116,8 +115,7 @@ pub fn load(opts: &LiveOptions) -> Result<Ebpf, CaptureError> {
             0,
         )
         .map_err(|e| CaptureError::Map(common::MAP_CONFIG, e.to_string()))?;
-    let mut ports: Array<_, u8> = Array::try_from(map(&mut bpf, common::MAP_SIP_PORTS)?)
-        .map_err(|e| CaptureError::Map(common::MAP_SIP_PORTS, e.to_string()))?;
+    let mut ports: Array<_, u8> = map_mut(&mut bpf, common::MAP_SIP_PORTS)?;
     for &(a, b) in opts.sip_ports.ranges() {
         for port in a..=b {
             ports
@@ -128,9 +126,58 @@ pub fn load(opts: &LiveOptions) -> Result<Ebpf, CaptureError> {
     Ok(bpf)
 }
 
-fn map<'a>(bpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut aya::maps::Map, CaptureError> {
-    bpf.map_mut(name)
-        .ok_or(CaptureError::Map(name, "not in the object".into()))
+/// The map `name`, typed, still owned by `bpf`.
+fn map_mut<'a, T>(bpf: &'a mut Ebpf, name: &'static str) -> Result<T, CaptureError>
+where
+    T: TryFrom<&'a mut aya::maps::Map, Error = aya::maps::MapError>,
+{
+    let map = bpf
+        .map_mut(name)
+        .ok_or(CaptureError::Map(name, "not in the object".into()))?;
+    T::try_from(map).map_err(|e| CaptureError::Map(name, e.to_string()))
+}
+
+/// The map `name`, typed, taken out of `bpf` to live on its own.
+fn take_map<T>(bpf: &mut Ebpf, name: &'static str) -> Result<T, CaptureError>
+where
+    T: TryFrom<aya::maps::Map, Error = aya::maps::MapError>,
+{
+    let map = bpf
+        .take_map(name)
+        .ok_or(CaptureError::Map(name, "not in the object".into()))?;
+    T::try_from(map).map_err(|e| CaptureError::Map(name, e.to_string()))
+}
+
+/// The program `name` of the object, typed and loaded into the kernel (the verifier runs).
+pub fn load_program<'a, T>(bpf: &'a mut Ebpf, name: &str) -> Result<&'a mut T, CaptureError>
+where
+    T: LoadProgram + 'a,
+    &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
+{
+    let prog: &mut T = bpf
+        .program_mut(name)
+        .ok_or_else(|| CaptureError::Load(format!("no program {name}")))?
+        .try_into()
+        .map_err(|e: aya::programs::ProgramError| CaptureError::Load(e.to_string()))?;
+    prog.load_into_kernel().map_err(verifier_error)?;
+    Ok(prog)
+}
+
+/// The programs' own `load`, which aya gives each program type as an inherent method.
+pub trait LoadProgram {
+    fn load_into_kernel(&mut self) -> Result<(), aya::programs::ProgramError>;
+}
+
+impl LoadProgram for SocketFilter {
+    fn load_into_kernel(&mut self) -> Result<(), aya::programs::ProgramError> {
+        self.load()
+    }
+}
+
+impl LoadProgram for Xdp {
+    fn load_into_kernel(&mut self) -> Result<(), aya::programs::ProgramError> {
+        self.load()
+    }
 }
 
 /// Loads the programs and attaches them: the socket filter to one AF_PACKET socket per
@@ -145,15 +192,7 @@ pub fn open(
     let mut xdp_modes = Vec::new();
     let mode = match xdp {
         None => {
-            let prog: &mut SocketFilter = bpf
-                .program_mut(common::PROG_SOCKET)
-                .ok_or(CaptureError::Load(format!(
-                    "no program {}",
-                    common::PROG_SOCKET
-                )))?
-                .try_into()
-                .map_err(|e: aya::programs::ProgramError| CaptureError::Load(e.to_string()))?;
-            prog.load().map_err(verifier_error)?;
+            let prog: &mut SocketFilter = load_program(&mut bpf, common::PROG_SOCKET)?;
             let targets: Vec<u32> = if interfaces.is_empty() {
                 vec![0]
             } else {
@@ -172,15 +211,7 @@ pub fn open(
             if interfaces.is_empty() {
                 return Err(CaptureError::XdpNeedsInterface);
             }
-            let prog: &mut Xdp = bpf
-                .program_mut(common::PROG_XDP)
-                .ok_or(CaptureError::Load(format!(
-                    "no program {}",
-                    common::PROG_XDP
-                )))?
-                .try_into()
-                .map_err(|e: aya::programs::ProgramError| CaptureError::Load(e.to_string()))?;
-            prog.load().map_err(verifier_error)?;
+            let prog: &mut Xdp = load_program(&mut bpf, common::PROG_XDP)?;
             for iface in interfaces {
                 let how = attach_xdp(prog, iface, attach)?;
                 xdp_modes.push((iface.name.clone(), how));
@@ -189,10 +220,7 @@ pub fn open(
         }
     };
 
-    let mut events = PerfEventArray::try_from(bpf.take_map(common::MAP_EVENTS).ok_or(
-        CaptureError::Map(common::MAP_EVENTS, "not in the object".into()),
-    )?)
-    .map_err(|e| CaptureError::Map(common::MAP_EVENTS, e.to_string()))?;
+    let mut events: PerfEventArray<MapData> = take_map(&mut bpf, common::MAP_EVENTS)?;
     let cpus =
         aya::util::online_cpus().map_err(|(what, e)| CaptureError::Load(format!("{what}: {e}")))?;
     let mut buffers = Vec::new();
@@ -203,15 +231,8 @@ pub fn open(
                 .map_err(|e| CaptureError::Perf(e.to_string()))?,
         );
     }
-    let counters = PerCpuArray::try_from(bpf.take_map(common::MAP_COUNTERS).ok_or(
-        CaptureError::Map(common::MAP_COUNTERS, "not in the object".into()),
-    )?)
-    .map_err(|e| CaptureError::Map(common::MAP_COUNTERS, e.to_string()))?;
-    let rtcp = HashMap::try_from(bpf.take_map(common::MAP_RTCP).ok_or(CaptureError::Map(
-        common::MAP_RTCP,
-        "not in the object".into(),
-    ))?)
-    .map_err(|e| CaptureError::Map(common::MAP_RTCP, e.to_string()))?;
+    let counters = take_map(&mut bpf, common::MAP_COUNTERS)?;
+    let rtcp = take_map(&mut bpf, common::MAP_RTCP)?;
     Ok(EbpfCapture {
         mode,
         _bpf: bpf,

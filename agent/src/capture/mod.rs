@@ -208,14 +208,16 @@ impl FrameQueue {
             .fetch_add(batch.len() as u64, Ordering::Relaxed);
         stats.count_interfaces(&batch);
         let frames = self.backlog.frames.load(Ordering::Relaxed);
-        let mut bytes = self.backlog.bytes.load(Ordering::Relaxed);
         let room = self.max_frames.saturating_sub(frames);
-        let mut keep = 0;
+        let byte_room = self
+            .max_bytes
+            .saturating_sub(self.backlog.bytes.load(Ordering::Relaxed));
+        let (mut keep, mut size) = (0, 0);
         for f in batch.iter().take(room) {
-            if bytes + f.data.len() > self.max_bytes {
+            if size + f.data.len() > byte_room {
                 break;
             }
-            bytes += f.data.len();
+            size += f.data.len();
             keep += 1;
         }
         let dropped = batch.len() - keep;
@@ -229,7 +231,6 @@ impl FrameQueue {
             return;
         }
         let len = batch.len();
-        let size: usize = batch.iter().map(|f| f.data.len()).sum();
         self.backlog.frames.fetch_add(len, Ordering::Relaxed);
         self.backlog.bytes.fetch_add(size, Ordering::Relaxed);
         if let Err(TrySendError::Full(b) | TrySendError::Disconnected(b)) = self.tx.try_send(batch)

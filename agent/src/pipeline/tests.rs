@@ -183,9 +183,9 @@ fn ring_policies_count_with_source_and_reason() {
     assert_eq!(ring.drops().get(&("replay", "ring_full")), Some(&6));
 }
 
-#[test]
-fn shutdown_timeout_counts_what_was_left() {
-    let (stuck, seen, gate) = Collect::gated("stuck");
+/// Pushes 40 records into a pipeline whose only sink waits on `gate`, and finishes it with a
+/// 200 ms shutdown timeout; the gate opens only at 600 ms, after the timeout.
+fn finish_held_past_the_timeout(sink: Box<dyn Sink>, gate: &Gate) -> PipelineStats {
     let config = PipelineConfig {
         ring_capacity: 1024,
         when_full: WhenFull::DropNewest,
@@ -195,13 +195,12 @@ fn shutdown_timeout_counts_what_was_left() {
         shutdown_timeout: Duration::from_millis(200),
         ..PipelineConfig::default()
     };
-    let p = Pipeline::start(&config, vec![stuck]).unwrap();
+    let p = Pipeline::start(&config, vec![sink]).unwrap();
     for n in 0..40 {
         p.push(record(n));
     }
-    // Open the gate only after the timeout: everything still queued then is counted.
     let opener = {
-        let gate = Arc::clone(&gate);
+        let gate = Arc::clone(gate);
         std::thread::spawn(move || {
             std::thread::sleep(Duration::from_millis(600));
             let (lock, cv) = &*gate;
@@ -211,6 +210,13 @@ fn shutdown_timeout_counts_what_was_left() {
     };
     let stats = p.finish();
     opener.join().unwrap();
+    stats
+}
+
+#[test]
+fn shutdown_timeout_counts_what_was_left() {
+    let (stuck, seen, gate) = Collect::gated("stuck");
+    let stats = finish_held_past_the_timeout(stuck, &gate);
     let delivered = seen.lock().unwrap().len() as u64;
     let dropped: u64 =
         stats.sinks[0].1.dropped.values().sum::<u64>() + stats.ring_drops.values().sum::<u64>();
@@ -258,30 +264,7 @@ fn past_the_shutdown_timeout_a_sink_that_can_park_keeps_what_is_left() {
         parked: Arc::clone(&parked),
         spooled: 0,
     });
-    let config = PipelineConfig {
-        ring_capacity: 1024,
-        when_full: WhenFull::DropNewest,
-        batch_size: 4,
-        sink_queue_batches: 64,
-        batch_timeout: Duration::ZERO,
-        shutdown_timeout: Duration::from_millis(200),
-        ..PipelineConfig::default()
-    };
-    let p = Pipeline::start(&config, vec![sink]).unwrap();
-    for n in 0..40 {
-        p.push(record(n));
-    }
-    let opener = {
-        let gate = Arc::clone(&gate);
-        std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_millis(600));
-            let (lock, cv) = &*gate;
-            *lock.lock().unwrap() = true;
-            cv.notify_all();
-        })
-    };
-    let stats = p.finish();
-    opener.join().unwrap();
+    let stats = finish_held_past_the_timeout(sink, &gate);
     let delivered = seen.lock().unwrap().clone();
     let parked = parked.lock().unwrap().clone();
     assert!(

@@ -11,8 +11,8 @@
 //! (see [`SinkMetrics`]); values already kept elsewhere as atomics (ring drops, listener
 //! counters) are copied into the registry by [`Probe`]s just before each scrape.
 
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, OnceLock};
 
 use metrics::{Counter, Gauge, Histogram, Unit};
 
@@ -300,34 +300,47 @@ pub fn run_probes() {
 
 /// Counts one decoded record from `source`.
 pub fn decode_record(source: &'static str) {
-    static REPLAY: OnceLock<Counter> = OnceLock::new();
-    if source == "replay" {
-        REPLAY
-            .get_or_init(|| metrics::counter!(DECODE_RECORDS, "source" => "replay"))
-            .increment(1);
-    } else {
-        metrics::counter!(DECODE_RECORDS, "source" => source).increment(1);
-    }
+    metrics::counter!(DECODE_RECORDS, "source" => source).increment(1);
 }
 
-/// Counts one frame from `source` that produced no record.
-pub fn decode_skip(source: &'static str, reason: SkipReason) {
-    static REPLAY: OnceLock<Vec<Counter>> = OnceLock::new();
-    if source == "replay" {
-        let counters = REPLAY.get_or_init(|| {
+/// The decode counters of one source, with handles registered once (on first use, so that a
+/// series appears only when something happened) instead of a registry lookup per packet.
+#[derive(Debug)]
+pub struct DecodeCounters {
+    source: &'static str,
+    records: std::cell::OnceCell<Counter>,
+    skips: std::cell::OnceCell<Vec<Counter>>,
+}
+
+impl DecodeCounters {
+    pub fn new(source: &'static str) -> Self {
+        DecodeCounters {
+            source,
+            records: std::cell::OnceCell::new(),
+            skips: std::cell::OnceCell::new(),
+        }
+    }
+
+    /// One record out of the decoder.
+    pub fn record(&self) {
+        self.records
+            .get_or_init(|| metrics::counter!(DECODE_RECORDS, "source" => self.source))
+            .increment(1);
+    }
+
+    /// One frame that produced no record.
+    pub fn skip(&self, reason: SkipReason) {
+        let counters = self.skips.get_or_init(|| {
             SkipReason::ALL
                 .iter()
                 .map(|r| {
-                    metrics::counter!(DECODE_SKIPS, "source" => "replay", "reason" => r.as_str())
+                    metrics::counter!(DECODE_SKIPS, "source" => self.source, "reason" => r.as_str())
                 })
                 .collect()
         });
         if let Some(c) = counters.get(reason.index()) {
             c.increment(1);
         }
-    } else {
-        metrics::counter!(DECODE_SKIPS, "source" => source, "reason" => reason.as_str())
-            .increment(1);
     }
 }
 
