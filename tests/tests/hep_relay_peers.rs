@@ -263,31 +263,24 @@ fn hepv2(call_id: &str, sport: u16, ts: (u32, u32), capture_id: u16) -> Vec<u8> 
     p
 }
 
-/// Kamailio's sipcapture receiver (harness `hep_receiver.cfg`) on `port`, UDP and TCP.
+/// Kamailio's sipcapture receiver (harness `hep_receiver.cfg`) on `port`, UDP and TCP;
+/// stopped when dropped.
 struct HepReceiver {
     run_dir: PathBuf,
+    _kamailio: Kamailio,
 }
 
 impl HepReceiver {
     fn start(run_dir: &Path, port: u16) -> HepReceiver {
-        let out = Command::new("sh")
-            .arg(harness().join("kamailio/run.sh"))
-            .arg("start")
-            .arg(run_dir)
-            .args(["-A", &format!("HEP_PORT={port}")])
-            .env("CFG", "hep_receiver.cfg")
-            .stdin(Stdio::null())
-            .output()
-            .expect("run kamailio/run.sh");
-        let r = HepReceiver {
-            run_dir: run_dir.to_path_buf(),
-        };
-        assert!(
-            out.status.success(),
-            "the Kamailio HEP receiver did not start: {}",
-            String::from_utf8_lossy(&out.stderr)
+        let kamailio = Kamailio::start(
+            run_dir,
+            Some("hep_receiver.cfg"),
+            &[format!("HEP_PORT={port}")],
         );
-        r
+        HepReceiver {
+            run_dir: run_dir.to_path_buf(),
+            _kamailio: kamailio,
+        }
     }
 
     /// The HEPRX lines logged so far, as key=value maps plus `callid`.
@@ -315,21 +308,6 @@ impl HepReceiver {
                 m
             })
             .collect()
-    }
-}
-
-impl Drop for HepReceiver {
-    fn drop(&mut self) {
-        let pid = std::fs::read_to_string(self.run_dir.join("kamailio.pid")).ok();
-        let _ = Command::new("sh")
-            .arg(harness().join("kamailio/run.sh"))
-            .arg("stop")
-            .arg(&self.run_dir)
-            .stdin(Stdio::null())
-            .status();
-        if let Some(pid) = pid.as_deref().map(str::trim).filter(|p| !p.is_empty()) {
-            signal(pid.parse().unwrap_or(0), "KILL");
-        }
     }
 }
 

@@ -26,7 +26,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use hepcap_e2e::{hepcap_bin, require_tool, scratch_dir};
-use relay_support::{Guard, bounded, read_jsonl, record_micros, record_payload};
+use relay_support::{Guard, bounded, read_jsonl, record_micros, record_payload, require_root};
 use serde_json::Value;
 
 const SENDER: &str = r#"
@@ -131,20 +131,6 @@ c.settimeout(30)
 while c.recv(65536):
     pass
 "#;
-
-fn require_root() {
-    // SAFETY: geteuid has no preconditions.
-    let euid = unsafe { libc_geteuid() };
-    assert_eq!(
-        euid, 0,
-        "prerequisite missing: live capture tests need root (network namespaces, eBPF)"
-    );
-}
-
-unsafe extern "C" {
-    #[link_name = "geteuid"]
-    fn libc_geteuid() -> u32;
-}
 
 fn ip(args: &[&str]) {
     let out = Command::new("ip").args(args).output().expect("run ip");
@@ -358,7 +344,7 @@ fn proc_status(pid: u32, key: &str) -> String {
 }
 
 fn run_mode(mode: &str, tag: &str) {
-    require_root();
+    require_root("network namespaces and eBPF");
     require_tool("ip");
     require_tool("python3");
     let ns = Netns::new(tag);
@@ -591,7 +577,7 @@ fn pcap_on_veth() {
 
 #[test]
 fn check_reports_every_mode() {
-    require_root();
+    require_root("eBPF and capture probes");
     let out = bounded(60, hepcap_bin())
         .args(["check", "--json"])
         .output()

@@ -164,6 +164,15 @@ impl Collector {
         self.got.lock().expect("buffer").clone()
     }
 
+    /// Waits until `n` records arrived; fails after `within` with hepcap's log.
+    fn wait_for(&self, n: usize, within: Duration, hepcap: &Hepcap) {
+        let deadline = Instant::now() + within;
+        while sequence(&self.bytes()).len() < n {
+            assert!(Instant::now() < deadline, "{}", hepcap.stderr());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Clean shutdown; returns everything read once hepcap closed its side.
     fn shut_down(self) -> Vec<u8> {
         self.stop.store(true, Ordering::Release);
@@ -365,11 +374,7 @@ fn hepcap_restarted_mid_outage_delivers_every_record_once_in_order() {
     send_paced(hepcap.udp[0], 0..1000, RATE)
         .join()
         .expect("sender");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while sequence(&first.bytes()).len() < 1000 {
-        assert!(Instant::now() < deadline, "{}", hepcap.stderr());
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    first.wait_for(1000, Duration::from_secs(30), &hepcap);
     // The collector goes away; 1000..2000 are spooled; hepcap stops in the middle of it.
     let before = first.shut_down();
     drop(listener);
@@ -405,11 +410,7 @@ fn hepcap_restarted_mid_outage_delivers_every_record_once_in_order() {
     send_paced(hepcap.udp[0], 3000..3500, RATE)
         .join()
         .expect("sender");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while sequence(&second.bytes()).len() < 2500 {
-        assert!(Instant::now() < deadline, "{}", hepcap.stderr());
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    second.wait_for(2500, Duration::from_secs(60), &hepcap);
     wait_metric(
         &hepcap,
         metrics_port,
@@ -490,11 +491,7 @@ fn after_kill_9_and_a_torn_tail_every_whole_spooled_record_is_delivered_and_noth
     send_paced(hepcap.udp[0], 1500..2000, RATE)
         .join()
         .expect("sender");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while sequence(&collector.bytes()).len() < 2000 {
-        assert!(Instant::now() < deadline, "{}", hepcap.stderr());
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    collector.wait_for(2000, Duration::from_secs(60), &hepcap);
     let summary = hepcap.stop_ok();
     let got = sequence(&collector.finish());
 
